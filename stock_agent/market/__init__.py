@@ -1,0 +1,1 @@
+"""Market data (yfinance, offline CSV), indicators and analysis (pure functions)."""

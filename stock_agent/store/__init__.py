@@ -1,0 +1,1 @@
+"""Everything Redis: connection (pool, embedded Valkey), keys, session history, profiles, cache."""

@@ -1,0 +1,109 @@
+"""One pooled Redis client per process and URL: retries with backoff, timeouts, keepalive
+and health checks. With no `REDIS_URL` the embedded Valkey server is started (or attached to).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from stock_agent.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    import redis
+
+    from stock_agent.config import Settings
+
+_CLIENTS: dict[tuple[str, int], redis.Redis] = {}
+_LOCK = threading.Lock()
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by `***` (safe to print)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}" if user else f":***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def resolve_url(settings: Settings) -> str:
+    """The URL to connect to: REDIS_URL, or the embedded server's socket (started if needed)."""
+    if settings.redis_url:
+        scheme = urlsplit(settings.redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise StoreUnavailable(
+                f"REDIS_URL has an unsupported scheme {scheme!r}: {mask_url(settings.redis_url)}",
+                fix="use redis://, rediss:// (TLS) or unix://",
+            )
+        return settings.redis_url
+    from stock_agent.store import embedded
+
+    return embedded.ensure_running(settings.home)
+
+
+def unreachable(url: str, exc: BaseException | None = None) -> StoreUnavailable:
+    detail = f": {exc}" if exc else ""
+    return StoreUnavailable(
+        f"cannot reach Redis at {mask_url(url)}{detail}",
+        fix="start the server (`docker compose up -d redis`), or unset REDIS_URL to use the embedded store",
+    )
+
+
+def make_client(url: str, max_connections: int = 32) -> redis.Redis:
+    """A new client with its own pool, configured for production use."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_timeout=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        socket_keepalive=True,
+        health_check_interval=30,
+        client_name="stock-agent",
+    )
+
+
+def get_client(settings: Settings, check: bool = True) -> redis.Redis:
+    """The process-wide client for the configured store. `check` pings once on first use so an
+    unreachable server is reported at once, with the fix."""
+    url = resolve_url(settings)
+    key = (url, settings.redis_max_connections)
+    with _LOCK:
+        client = _CLIENTS.get(key)
+        if client is not None:
+            return client
+        client = make_client(url, settings.redis_max_connections)
+        if check:
+            import redis
+
+            try:
+                client.ping()
+            except redis.AuthenticationError as exc:
+                raise StoreUnavailable(
+                    f"Redis at {mask_url(url)} refused the credentials: {exc}",
+                    fix="check the user and password in REDIS_URL",
+                ) from exc
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                raise unreachable(url, exc) from exc
+        _CLIENTS[key] = client
+        return client
+
+
+def reset_clients() -> None:
+    """Close every pooled client (tests, `store stop`)."""
+    with _LOCK:
+        for client in _CLIENTS.values():
+            client.close()
+        _CLIENTS.clear()

@@ -1,0 +1,108 @@
+"""Every Redis key the app uses, built in one place.
+
+    agent:memory:{agent_id}:{user_id}:{session_id}:messages    list, sliding TTL
+    agent:memory:{agent_id}:{user_id}:sessions                 sorted set: session -> last activity
+    agent:memory:{agent_id}:{user_id}:profile                  hash, no TTL
+    agent:memory:{agent_id}:execution_cache:{tool}:{args-hash} JSON string, TTL per kind of data
+    agent:memory:{agent_id}:execution_cache_lock:{tool}:{args-hash}   short lock for a miss
+    agent:memory:{agent_id}:execution_cache_stats              hash: {tool}:lookups / {tool}:misses
+
+Ids are validated before they reach a key, so no user text can widen a key or a pattern.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from stock_agent.errors import InvalidId
+
+PREFIX = "agent:memory"
+_ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def validate_id(value: str, kind: str = "id") -> str:
+    """Return `value` if it is a valid id (letters, digits, `_ . @ -`, 1 to 64 characters)."""
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        shown = value if isinstance(value, str) and len(value) <= 80 else f"{str(value)[:77]}..."
+        raise InvalidId(
+            f"invalid {kind} {shown!r}",
+            fix=f"a {kind} uses letters, digits and _ . @ - only, 1 to 64 characters",
+        )
+    return value
+
+
+def args_hash(args: dict[str, Any]) -> str:
+    """A stable hash of tool arguments: key order and whitespace do not matter."""
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def glob_escape(text: str) -> str:
+    """Escape Redis glob characters so `text` matches only itself in a SCAN pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """Builds the keys of one agent. `cluster=True` wraps the user part in a hash tag
+    so a user's keys share a slot (scripts touching several of them stay legal)."""
+
+    agent_id: str
+    cluster: bool = False
+
+    def __post_init__(self) -> None:
+        validate_id(self.agent_id, "agent id")
+
+    @property
+    def root(self) -> str:
+        return f"{PREFIX}:{self.agent_id}"
+
+    def _user(self, user_id: str) -> str:
+        validate_id(user_id, "user id")
+        part = f"{{{user_id}}}" if self.cluster else user_id
+        return f"{self.root}:{part}"
+
+    def messages(self, user_id: str, session_id: str) -> str:
+        validate_id(session_id, "session id")
+        return f"{self._user(user_id)}:{session_id}:messages"
+
+    def messages_prefix(self, user_id: str) -> str:
+        """The part of a messages key before the session id (for langchain-community interop)."""
+        return f"{self._user(user_id)}:"
+
+    def sessions(self, user_id: str) -> str:
+        return f"{self._user(user_id)}:sessions"
+
+    def profile(self, user_id: str) -> str:
+        return f"{self._user(user_id)}:profile"
+
+    def cache(self, tool: str, args: dict[str, Any]) -> str:
+        validate_id(tool, "tool name")
+        return f"{self.root}:execution_cache:{tool}:{args_hash(args)}"
+
+    def cache_lock(self, tool: str, args: dict[str, Any]) -> str:
+        validate_id(tool, "tool name")
+        return f"{self.root}:execution_cache_lock:{tool}:{args_hash(args)}"
+
+    def cache_pattern(self) -> str:
+        """SCAN pattern of every cached result of this agent (no user text in it)."""
+        return f"{glob_escape(self.root)}:execution_cache:*"
+
+    def cache_stats(self) -> str:
+        return f"{self.root}:execution_cache_stats"
+
+    def kind_of(self, key: str) -> str:
+        """Classify a key of this agent for `store status`: messages, sessions, profile, cache, other."""
+        if key.startswith(f"{self.root}:execution_cache"):
+            return "cache"
+        if key.endswith(":messages"):
+            return "messages"
+        if key.endswith(":sessions"):
+            return "sessions"
+        if key.endswith(":profile"):
+            return "profile"
+        return "other"

@@ -1,0 +1,1 @@
+"""Terminal presentation: the chat loop and renderers (tables, Markdown, JSON)."""
