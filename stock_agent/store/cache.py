@@ -1,0 +1,302 @@
+"""The execution cache: tool results as JSON in Redis with a TTL per kind of data, one fetch
+for identical concurrent misses, and a cache that steps aside (never fails a tool) when Redis does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from stock_agent.errors import StoreUnavailable, UnknownSymbol
+from stock_agent.store.keys import glob_escape
+
+if TYPE_CHECKING:
+    import redis
+
+    from stock_agent.config import CacheTTLs
+    from stock_agent.store.keys import KeySpace
+
+log = logging.getLogger(__name__)
+
+KINDS = ("quote", "bars", "fundamentals", "news")
+
+# Every stored value is an envelope, so a cached result can never be mistaken for a marker:
+#   {"ok": <result>}                      a successful fetch
+#   {"unknown_symbol": "XYZ", "detail": …} the data source does not know the symbol
+_OK = "ok"
+_UNKNOWN = "unknown_symbol"
+
+# Delete the lock only if it still holds our token: after an expiry another caller may own it.
+_RELEASE_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    # OSError: a socket failing below redis-py's own error translation.
+    return (redis.RedisError, OSError)
+
+
+class ExecutionCache:
+    """Caches tool results under `keys.cache(tool, args)`.
+
+    `get_or_fetch` returns `(value, cached)`; `cached` is True when this call did not run
+    `fetch` (a plain hit, or a value another caller fetched while this one waited).
+    Values go through JSON both ways, so a hit and a miss return the same structure.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: KeySpace,
+        ttls: CacheTTLs,
+        *,
+        lock_timeout: float = 10.0,
+        poll_interval: float = 0.02,
+        outage_backoff: float = 5.0,
+    ) -> None:
+        if lock_timeout <= 0 or poll_interval <= 0:
+            raise ValueError("lock_timeout and poll_interval must be positive")
+        self._client = client
+        self._keys = keys
+        self._ttls = ttls
+        self._lock_ms = max(1, int(lock_timeout * 1000))
+        self._lock_timeout = lock_timeout
+        self._poll = poll_interval
+        self._errors = _redis_errors()
+        # After a Redis failure the cache is bypassed for a few seconds, so a down server
+        # costs one connection attempt (with its retries), not one per tool call.
+        self._outage_backoff = outage_backoff
+        self._bypass_until = 0.0
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def get_or_fetch(
+        self, tool: str, args: dict[str, Any], fetch: Callable[[], Any], kind: str
+    ) -> tuple[Any, bool]:
+        """The cached value of `tool(args)`, or `fetch()` stored for `ttls.for_kind(kind)` seconds.
+
+        Only successes are stored; `UnknownSymbol` is remembered for `ttls.unknown_symbol`
+        seconds and re-raised on later hits without calling `fetch`. Any Redis failure
+        skips the cache and calls `fetch`.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown cache kind {kind!r}, expected one of {', '.join(KINDS)}")
+        ttl = self._ttls.for_kind(kind)
+        key = self._keys.cache(tool, args)
+        stats = self._keys.cache_stats()
+        if self._bypass_until and time.monotonic() < self._bypass_until:
+            return fetch(), False
+
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.hincrby(stats, f"{tool}:lookups", 1)
+            raw, _ = pipe.execute()
+        except self._errors as exc:
+            self._failed(tool, exc)
+            return fetch(), False
+        self._bypass_until = 0.0
+
+        if raw is not None:
+            found = self._decode(raw, key)
+            if found is not None:
+                return self._unwrap(found), True
+            # a value we cannot read is treated as a miss and overwritten below
+
+        lock = self._keys.cache_lock(tool, args)
+        token = secrets.token_hex(16)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hincrby(stats, f"{tool}:misses", 1)
+            pipe.set(lock, token, nx=True, px=self._lock_ms)
+            _, owned = pipe.execute()
+        except self._errors as exc:
+            self._failed(tool, exc)
+            return fetch(), False
+
+        if not owned:
+            found = self._wait_for(key, lock)
+            if found is not None:
+                return self._unwrap(found), True
+            # the owner failed or gave up: fetch ourselves, and store a success as usual
+            return self._fetch_and_store(key, ttl, fetch, None, None), False
+
+        return self._fetch_and_store(key, ttl, fetch, lock, token), False
+
+    def _fetch_and_store(
+        self,
+        key: str,
+        ttl: int,
+        fetch: Callable[[], Any],
+        lock: str | None,
+        token: str | None,
+    ) -> Any:
+        try:
+            value = fetch()
+        except UnknownSymbol as exc:
+            marker = {_UNKNOWN: exc.symbol, "detail": _detail(exc)}
+            self._store(key, json.dumps(marker), self._ttls.unknown_symbol, lock, token)
+            raise
+        except BaseException:
+            self._store(key, None, 0, lock, token)  # release the lock only
+            raise
+
+        try:
+            encoded = json.dumps({_OK: value}, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            log.warning("result for %s is not JSON (%s); not cached", key, exc)
+            self._store(key, None, 0, lock, token)
+            return value
+        self._store(key, encoded, ttl, lock, token)
+        return json.loads(encoded)[_OK]
+
+    def _store(
+        self, key: str, encoded: str | None, ttl: int, lock: str | None, token: str | None
+    ) -> None:
+        """Write the value (if any) and release our lock (if any) in one round trip.
+        The value is written first, so a waiter that sees the lock gone also sees the value."""
+        if encoded is None and lock is None:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            if encoded is not None:
+                pipe.set(key, encoded, ex=max(1, ttl))
+            if lock is not None:
+                # EVAL, not a registered Script: in a pipeline that costs an extra SCRIPT EXISTS
+                pipe.eval(_RELEASE_LUA, 1, lock, token)
+            pipe.execute()
+        except self._errors as exc:
+            self._failed(key, exc)
+
+    def _wait_for(self, key: str, lock: str) -> dict[str, Any] | None:
+        """Poll until the value (or an unknown-symbol marker) appears, or the lock is gone."""
+        deadline = time.monotonic() + self._lock_timeout + self._poll
+        while time.monotonic() < deadline:
+            time.sleep(self._poll)
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                # EXISTS before GET: the owner writes the value before it deletes the lock,
+                # so "lock gone" followed by "no value" really means nothing was stored.
+                pipe.exists(lock)
+                pipe.get(key)
+                locked, raw = pipe.execute()
+            except self._errors as exc:
+                self._failed(key, exc)
+                return None
+            if raw is not None:
+                found = self._decode(raw, key)
+                if found is not None:
+                    return found
+            if not locked:
+                return None
+        return None
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        log.debug(
+            "cache skipped for %s for %.0fs (Redis failed: %s)", what, self._outage_backoff, exc
+        )
+        self._bypass_until = time.monotonic() + self._outage_backoff
+
+    @staticmethod
+    def _decode(raw: str | bytes, key: str) -> dict[str, Any] | None:
+        try:
+            found = json.loads(raw)
+        except ValueError:
+            log.warning("unreadable cache entry %s ignored", key)
+            return None
+        if isinstance(found, dict) and (_OK in found or _UNKNOWN in found):
+            return found
+        log.warning("unexpected cache entry %s ignored", key)
+        return None
+
+    @staticmethod
+    def _unwrap(found: dict[str, Any]) -> Any:
+        if _OK in found:
+            return found[_OK]
+        raise UnknownSymbol(str(found[_UNKNOWN]), found.get("detail") or None)
+
+    # -- administration (`stock-agent cache ...`) ----------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, float | int]]:
+        """Per tool: lookups, hits, misses and hit_rate (hits / lookups) since the last clear."""
+        try:
+            raw = self._client.hgetall(self._keys.cache_stats())
+        except self._errors as exc:
+            raise _unavailable(exc) from exc
+        counts: dict[str, dict[str, int]] = {}
+        for field, value in raw.items():
+            field = field.decode() if isinstance(field, bytes) else field
+            tool, _, what = field.rpartition(":")
+            if what in ("lookups", "misses") and tool:
+                counts.setdefault(tool, {"lookups": 0, "misses": 0})[what] = int(value)
+        result: dict[str, dict[str, float | int]] = {}
+        for tool in sorted(counts):
+            lookups = counts[tool]["lookups"]
+            misses = min(counts[tool]["misses"], lookups)
+            hits = lookups - misses
+            result[tool] = {
+                "lookups": lookups,
+                "hits": hits,
+                "misses": misses,
+                "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
+            }
+        return result
+
+    def clear(self) -> int:
+        """Delete every cached result and lock of this agent and reset the stats.
+        Returns the number of cached results deleted. Memory and profiles are not touched."""
+        try:
+            deleted = self._delete_matching(self._keys.cache_pattern())
+            self._delete_matching(self._lock_pattern())
+            self._client.delete(self._keys.cache_stats())
+        except self._errors as exc:
+            raise _unavailable(exc) from exc
+        return deleted
+
+    def entries(self) -> int:
+        """How many cached results (and unknown-symbol markers) exist now."""
+        try:
+            return sum(
+                1 for _ in self._client.scan_iter(match=self._keys.cache_pattern(), count=500)
+            )
+        except self._errors as exc:
+            raise _unavailable(exc) from exc
+
+    def _lock_pattern(self) -> str:
+        return f"{glob_escape(self._keys.root)}:execution_cache_lock:*"
+
+    def _delete_matching(self, pattern: str) -> int:
+        deleted = 0
+        batch: list[Any] = []
+        for key in self._client.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += int(self._client.unlink(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(self._client.unlink(*batch))
+        return deleted
+
+
+def _detail(exc: UnknownSymbol) -> str | None:
+    """The detail given to `UnknownSymbol(symbol, detail)`, recovered from its message."""
+    prefix = f"unknown symbol {exc.symbol}"
+    rest = exc.message.removeprefix(prefix).removeprefix(": ")
+    return rest if rest and rest != exc.message else None
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"cannot reach Redis for the cache: {exc}",
+        fix="start the server (`docker compose up -d redis`), or unset REDIS_URL to use the embedded store",
+    )
