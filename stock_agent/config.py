@@ -91,9 +91,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}", fix=f"set {name} to e.g. {default}") from None
+        raise ConfigError(
+            f"{name} must be a whole number, got {raw!r}", fix=f"set {name} to e.g. {default}"
+        ) from None
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}", fix=f"set {name} to e.g. {default}")
+        raise ConfigError(
+            f"{name} must be at least {minimum}, got {value}", fix=f"set {name} to e.g. {default}"
+        )
     return value
 
 
@@ -106,7 +110,9 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
 
             dotenv_file = Path.cwd() / ".env"
             if dotenv_file.is_file():
-                merged.update({k: v for k, v in dotenv_values(dotenv_file).items() if v is not None})
+                merged.update(
+                    {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None}
+                )
         merged.update(os.environ)  # the environment wins
         env = merged
 

@@ -75,7 +75,8 @@ class RateLimited(StockAgentError):
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(
-            "rate limited by Yahoo Finance, try again in a minute" + (f" ({detail})" if detail else ""),
+            "rate limited by Yahoo Finance, try again in a minute"
+            + (f" ({detail})" if detail else ""),
             fix=None,
         )
 

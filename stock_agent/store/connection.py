@@ -5,7 +5,7 @@ and health checks. With no `REDIS_URL` the embedded Valkey server is started (or
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from stock_agent.errors import StoreUnavailable
@@ -61,18 +61,19 @@ def make_client(url: str, max_connections: int = 32) -> redis.Redis:
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        max_connections=max_connections,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        retry_on_timeout=True,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        socket_keepalive=True,
-        health_check_interval=30,
-        client_name="stock-agent",
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "max_connections": max_connections,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        "retry_on_timeout": True,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 10,
+        "health_check_interval": 30,
+        "client_name": "stock-agent",
+    }
+    if not url.startswith("unix:"):
+        options["socket_keepalive"] = True  # a TCP option; unix sockets refuse it
+    return redis.Redis.from_url(url, **options)
 
 
 def get_client(settings: Settings, check: bool = True) -> redis.Redis:

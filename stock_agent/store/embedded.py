@@ -13,9 +13,9 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from stock_agent.errors import StoreUnavailable
 
@@ -109,7 +109,9 @@ def ensure_running(home: Path, timeout: float = 10.0) -> str:
             return socket_url(home)
         try:
             sock.unlink(missing_ok=True)  # a stale socket from a server that died
-            result = subprocess.run(server_args(home), capture_output=True, text=True, timeout=timeout)
+            result = subprocess.run(
+                server_args(home), capture_output=True, text=True, timeout=timeout
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise StoreUnavailable(
                 f"cannot start the embedded Valkey server: {exc}",

@@ -21,6 +21,9 @@ from typing import Any
 from stock_agent.errors import InvalidId
 
 PREFIX = "agent:memory"
+# Cache keys sit where a user id would (`{root}:execution_cache:...`): a user with this id
+# would have keys inside the cache's SCAN pattern, so `cache clear` would delete them.
+_RESERVED_USER_PREFIX = "execution_cache"
 _ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
@@ -37,7 +40,9 @@ def validate_id(value: str, kind: str = "id") -> str:
 
 def args_hash(args: dict[str, Any]) -> str:
     """A stable hash of tool arguments: key order and whitespace do not matter."""
-    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    canonical = json.dumps(
+        args, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -63,6 +68,11 @@ class KeySpace:
 
     def _user(self, user_id: str) -> str:
         validate_id(user_id, "user id")
+        if user_id.startswith(_RESERVED_USER_PREFIX):
+            raise InvalidId(
+                f"invalid user id {user_id!r}: reserved for the execution cache",
+                fix=f"choose a user id that does not start with {_RESERVED_USER_PREFIX!r}",
+            )
         part = f"{{{user_id}}}" if self.cluster else user_id
         return f"{self.root}:{part}"
 
@@ -91,6 +101,10 @@ class KeySpace:
     def cache_pattern(self) -> str:
         """SCAN pattern of every cached result of this agent (no user text in it)."""
         return f"{glob_escape(self.root)}:execution_cache:*"
+
+    def agent_pattern(self) -> str:
+        """SCAN pattern of every key of this agent (admin commands only, never a request path)."""
+        return f"{glob_escape(self.root)}:*"
 
     def cache_stats(self) -> str:
         return f"{self.root}:execution_cache_stats"

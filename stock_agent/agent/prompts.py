@@ -1,0 +1,62 @@
+"""The prompts in `prompts/`: plain text a person edits, rendered with `$name` placeholders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stock_agent.store.profile import Profile
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def prompts_dir() -> Path:
+    """The wheel carries the prompts inside the package; a source checkout has them at the top."""
+    for candidate in (_PACKAGE / "prompts", _PACKAGE.parent / "prompts"):
+        if (candidate / "system.md").is_file():
+            return candidate
+    raise FileNotFoundError("prompts/system.md not found; the installation is incomplete")
+
+
+@cache
+def load_prompt(name: str) -> Template:
+    return Template((prompts_dir() / f"{name}.md").read_text(encoding="utf-8"))
+
+
+def describe_profile(profile: Profile) -> str:
+    """The profile as the model reads it."""
+    if profile.is_empty:
+        return "- (empty: nothing saved yet)"
+    lines = []
+    symbols = ", ".join(profile.preferred_symbols) if profile.preferred_symbols else "none"
+    lines.append(f"- preferred symbols: {symbols}")
+    if profile.alert_threshold is not None:
+        lines.append(
+            f"- alert threshold: {profile.alert_threshold * 100:.1f}% "
+            f"(alert when a symbol's 1-day change is at or below this)"
+        )
+    else:
+        lines.append("- alert threshold: not set")
+    if profile.portfolio_size:
+        lines.append(f"- portfolio size: {profile.portfolio_size:,.2f} (account currency)")
+    else:
+        lines.append("- portfolio size: not set")
+    if profile.notes:
+        lines.append(f"- notes: {profile.notes}")
+    return "\n".join(lines)
+
+
+def system_prompt(profile: Profile, today: dt.date | None = None) -> str:
+    today = today or dt.date.today()
+    return load_prompt("system").safe_substitute(
+        today=today.strftime("%A %d %B %Y"), profile=describe_profile(profile)
+    )
+
+
+def analyze_request(symbols: list[str]) -> str:
+    hint = ", then `compare_stocks` with the same list" if len(symbols) > 1 else ""
+    return load_prompt("analyze").safe_substitute(symbols=", ".join(symbols), compare_hint=hint)

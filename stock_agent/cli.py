@@ -1,0 +1,442 @@
+"""The `stock-agent` command line: a thin click layer. Commands parse arguments, call one
+function and render the result; heavy modules are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from stock_agent import __version__
+from stock_agent.errors import StockAgentError
+
+if TYPE_CHECKING:
+    from stock_agent.app import App
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def user_option(f: Any) -> Any:
+    return click.option(
+        "--user",
+        "user",
+        metavar="ID",
+        default=None,
+        help="User id (default: STOCK_AGENT_USER, else your login name).",
+    )(f)
+
+
+def get_app(ctx: click.Context, user: str | None = None) -> tuple[App, str]:
+    """The app for this invocation and the user id (a command's --user wins over the group's)."""
+    from stock_agent.app import App
+    from stock_agent.config import load_settings
+    from stock_agent.store.keys import validate_id
+
+    root = ctx.find_root()
+    opts = root.obj or {}
+    settings = load_settings().with_overrides(data_dir=opts.get("data_dir"))
+    user_id = validate_id(user or opts.get("user") or settings.user_id, "user id")
+    return App(settings), user_id
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False))
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="stock-agent")
+@user_option
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=__import__("pathlib").Path),
+    default=None,
+    help="Offline market data: a folder of SYMBOL.csv files (default: STOCK_AGENT_DATA_DIR, else Yahoo Finance).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, user: str | None, data_dir: Any, debug: bool) -> None:
+    """A terminal stock-analysis assistant with its memory in Redis.
+
+    \b
+    Start with:
+      stock-agent analyze AAPL MSFT     one-shot analysis (works without a model)
+      stock-agent chat                  talk to the agent (needs OPENAI_API_KEY or OPENAI_BASE_URL)
+      stock-agent profile show          your saved preferences
+      stock-agent doctor                check the set-up
+
+    Configuration comes from the environment and a .env file (see .env.example).
+    With no REDIS_URL an embedded Valkey server keeps the memory under STOCK_AGENT_HOME.
+    """
+    ctx.obj = {"user": user, "data_dir": data_dir, "debug": debug}
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+
+
+# --------------------------------------------------------------------------- chat
+
+
+@cli.command(context_settings=CONTEXT)
+@user_option
+@click.option("--session", "session_id", metavar="ID", help="Resume (or start) this session.")
+@click.option(
+    "--new", "new", is_flag=True, help="Start a new session instead of resuming the latest."
+)
+@click.pass_context
+def chat(ctx: click.Context, user: str | None, session_id: str | None, new: bool) -> None:
+    """Chat with the agent in the terminal.
+
+    Without --session it resumes your latest live session. Type /help for the slash commands.
+    When standard input is not a terminal, each line is one message and answers are plain text.
+    """
+    from stock_agent.ui.chat import run_chat
+
+    app, user_id = get_app(ctx, user)
+    run_chat(app, user_id, session_id=session_id, new=new)
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("symbols", nargs=-1, metavar="[SYMBOL]...")
+@user_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the computed analysis as JSON (only JSON on stdout).",
+)
+@click.option(
+    "--no-llm", is_flag=True, help="Print the computed report even when a model is configured."
+)
+@click.pass_context
+def analyze(
+    ctx: click.Context, symbols: tuple[str, ...], user: str | None, as_json: bool, no_llm: bool
+) -> None:
+    """Analyse SYMBOLs (default: your profile's preferred symbols).
+
+    With a model configured the agent narrates the analysis; without one (or with --no-llm)
+    the computed report is printed as tables.
+    """
+    from stock_agent.ui.analyze import run_analyze
+
+    app, user_id = get_app(ctx, user)
+    code = run_analyze(app, user_id, list(symbols), as_json=as_json, no_llm=no_llm)
+    ctx.exit(code)
+
+
+# --------------------------------------------------------------------------- profile
+
+
+@cli.group(context_settings=CONTEXT)
+def profile() -> None:
+    """Your saved preferences: preferred symbols, alert threshold, portfolio size, notes.
+
+    Every new chat session starts with them.
+    """
+
+
+@profile.command("show", context_settings=CONTEXT)
+@user_option
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@click.pass_context
+def profile_show(ctx: click.Context, user: str | None, as_json: bool) -> None:
+    """Show the profile."""
+    from stock_agent.ui.text import format_profile
+
+    app, user_id = get_app(ctx, user)
+    prof = app.profiles.get(user_id)
+    if as_json:
+        emit_json({"user_id": user_id, **prof.to_dict()})
+    else:
+        click.echo(format_profile(user_id, prof))
+
+
+@profile.command(
+    "set", context_settings={**CONTEXT, "ignore_unknown_options": True}, short_help="Set one field."
+)
+@click.argument(
+    "field", type=click.Choice(["preferred_symbols", "alert_threshold", "portfolio_size", "notes"])
+)
+@click.argument("value", nargs=-1, required=True)
+@user_option
+@click.pass_context
+def profile_set(ctx: click.Context, field: str, value: tuple[str, ...], user: str | None) -> None:
+    """Set FIELD to VALUE.
+
+    \b
+      alert_threshold   a 1-day drop that raises an alert: -5% or -0.05
+      portfolio_size    an amount in your account currency: 100000, 250k, 1.5m
+      preferred_symbols the whole list: AAPL MSFT NVDA (see add-symbol to add one)
+      notes             free text: "long-term investor, dividend focus"
+    Use `none` to clear a field.
+    """
+    from stock_agent.ui.text import format_profile
+
+    app, user_id = get_app(ctx, user)
+    text = " ".join(value)
+    prof = app.profiles.set_field(
+        user_id, field, list(value) if field == "preferred_symbols" else text
+    )
+    click.echo(format_profile(user_id, prof))
+
+
+@profile.command("add-symbol", context_settings=CONTEXT)
+@click.argument("symbols", nargs=-1, required=True)
+@user_option
+@click.pass_context
+def profile_add(ctx: click.Context, symbols: tuple[str, ...], user: str | None) -> None:
+    """Add SYMBOLs to the preferred symbols (order kept, no duplicates)."""
+    app, user_id = get_app(ctx, user)
+    prof = app.profiles.add_symbols(user_id, list(symbols))
+    click.echo("preferred symbols: " + (", ".join(prof.preferred_symbols) or "none"))
+
+
+@profile.command("remove-symbol", context_settings=CONTEXT)
+@click.argument("symbols", nargs=-1, required=True)
+@user_option
+@click.pass_context
+def profile_remove(ctx: click.Context, symbols: tuple[str, ...], user: str | None) -> None:
+    """Remove SYMBOLs from the preferred symbols."""
+    app, user_id = get_app(ctx, user)
+    prof = app.profiles.remove_symbols(user_id, list(symbols))
+    click.echo("preferred symbols: " + (", ".join(prof.preferred_symbols) or "none"))
+
+
+@profile.command("reset", context_settings=CONTEXT)
+@user_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def profile_reset(ctx: click.Context, user: str | None, yes: bool) -> None:
+    """Delete the whole profile."""
+    app, user_id = get_app(ctx, user)
+    if not yes and sys.stdin.isatty() and not click.confirm(f"Delete the profile of {user_id}?"):
+        raise click.exceptions.Exit(1)
+    existed = app.profiles.reset(user_id)
+    click.echo(f"profile of {user_id} " + ("deleted" if existed else "was already empty"))
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@cli.group(context_settings=CONTEXT)
+def sessions() -> None:
+    """Your chat sessions (they expire after STOCK_AGENT_SESSION_TTL seconds without use)."""
+
+
+@sessions.command("list", context_settings=CONTEXT)
+@user_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def sessions_list(ctx: click.Context, user: str | None, as_json: bool) -> None:
+    """List live sessions, newest first."""
+    from stock_agent.store.sessions import list_sessions
+    from stock_agent.ui.text import format_sessions
+
+    app, user_id = get_app(ctx, user)
+    found = list_sessions(app.client, app.keys, user_id, app.settings.session_ttl)
+    if as_json:
+        emit_json([s.to_dict() for s in found])
+    else:
+        click.echo(format_sessions(user_id, found))
+
+
+@sessions.command("show", context_settings=CONTEXT)
+@click.argument("session_id", metavar="ID")
+@user_option
+@click.option("--json", "as_json", is_flag=True, help="Print the messages as JSON.")
+@click.pass_context
+def sessions_show(ctx: click.Context, session_id: str, user: str | None, as_json: bool) -> None:
+    """Show the messages of session ID (does not extend its life)."""
+    from stock_agent.errors import InvalidInput
+    from stock_agent.store.keys import validate_id
+    from stock_agent.store.sessions import read_raw_messages
+    from stock_agent.ui.text import format_messages
+
+    app, user_id = get_app(ctx, user)
+    validate_id(session_id, "session id")
+    messages = read_raw_messages(app.client, app.keys, user_id, session_id)
+    if not messages:
+        raise InvalidInput(
+            f"no session {session_id!r} for user {user_id}", fix="see `stock-agent sessions list`"
+        )
+    if as_json:
+        emit_json(
+            [{"type": m.get("type"), "content": m.get("data", {}).get("content")} for m in messages]
+        )
+    else:
+        click.echo(format_messages(messages))
+
+
+@sessions.command("clear", context_settings=CONTEXT)
+@click.argument("session_id", metavar="ID")
+@user_option
+@click.pass_context
+def sessions_clear(ctx: click.Context, session_id: str, user: str | None) -> None:
+    """Delete session ID."""
+    from stock_agent.errors import InvalidInput
+    from stock_agent.store.sessions import clear_session
+
+    app, user_id = get_app(ctx, user)
+    if not clear_session(app.client, app.keys, user_id, session_id):
+        raise InvalidInput(
+            f"no session {session_id!r} for user {user_id}", fix="see `stock-agent sessions list`"
+        )
+    click.echo(f"session {session_id} deleted")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@cli.group(context_settings=CONTEXT)
+def cache() -> None:
+    """The Redis cache of tool results (quotes, analyses, fundamentals, news)."""
+
+
+@cache.command("stats", context_settings=CONTEXT)
+@user_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def cache_stats(ctx: click.Context, user: str | None, as_json: bool) -> None:
+    """Hits and misses per tool, and the number of cached results."""
+    from stock_agent.ui.text import format_cache_stats
+
+    app, _ = get_app(ctx, user)
+    stats = app.cache.stats()
+    entries = app.cache.entries()
+    ttls = app.settings.cache_ttls
+    if as_json:
+        emit_json({"entries": entries, "tools": stats, "ttl_seconds": ttls.__dict__})
+    else:
+        click.echo(format_cache_stats(stats, entries, ttls))
+
+
+@cache.command("clear", context_settings=CONTEXT)
+@user_option
+@click.pass_context
+def cache_clear(ctx: click.Context, user: str | None) -> None:
+    """Empty the cache (memory and profiles are untouched)."""
+    app, _ = get_app(ctx, user)
+    removed = app.cache.clear()
+    click.echo(f"cache cleared: {removed} entries removed")
+
+
+# --------------------------------------------------------------------------- store
+
+
+@cli.group(context_settings=CONTEXT)
+def store() -> None:
+    """The Redis store: embedded Valkey (default) or REDIS_URL."""
+
+
+@store.command("status", context_settings=CONTEXT)
+@user_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def store_status(ctx: click.Context, user: str | None, as_json: bool) -> None:
+    """Which store is in use, its memory and keys by kind."""
+    from stock_agent.store.status import store_status as collect
+    from stock_agent.ui.text import format_store_status
+
+    app, _ = get_app(ctx, user)
+    status = collect(app)
+    if as_json:
+        emit_json(status)
+    else:
+        click.echo(format_store_status(status))
+
+
+@store.command("stop", context_settings=CONTEXT)
+@click.pass_context
+def store_stop(ctx: click.Context) -> None:
+    """Stop the embedded Valkey server (it saves its data first)."""
+    from stock_agent.errors import StockAgentError as Err
+    from stock_agent.store import embedded
+    from stock_agent.store.connection import reset_clients
+
+    app, _ = get_app(ctx)
+    if not app.settings.embedded:
+        raise Err("REDIS_URL is set: the store is external", fix="stop that server yourself")
+    reset_clients()
+    if embedded.stop(app.settings.home):
+        click.echo(f"embedded store stopped ({app.settings.home})")
+    else:
+        click.echo(f"embedded store was not running ({app.settings.home})")
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+@cli.command(context_settings=CONTEXT)
+@user_option
+@click.pass_context
+def doctor(ctx: click.Context, user: str | None) -> None:
+    """Check the configuration, the store, the model settings and the data source."""
+    from stock_agent.ui.doctor import run_doctor
+
+    app, user_id = get_app(ctx, user)
+    ctx.exit(run_doctor(app, user_id))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    import os
+
+    return "--debug" in argv or os.environ.get("STOCK_AGENT_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one line per error, no tracebacks unless --debug, Ctrl-C exits 130."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    try:
+        cli.main(args=args, prog_name="stock-agent", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except StockAgentError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        fail(exc.one_line(), exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        translated = _translate(exc)
+        if translated is not None:
+            fail(translated.one_line(), translated.exit_code)
+        fail(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+    sys.exit(0)
+
+
+def _translate(exc: BaseException) -> StockAgentError | None:
+    """Errors from libraries that have a clear meaning for the user."""
+    if "redis" in sys.modules:
+        import redis
+
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            from stock_agent.config import load_settings
+            from stock_agent.store.connection import unreachable
+            from stock_agent.store.embedded import socket_url
+
+            settings = load_settings()
+            return unreachable(settings.redis_url or socket_url(settings.home))
+    return None

@@ -1,0 +1,133 @@
+"""Plain-text renderers for the light commands (no rich import: they must start fast)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stock_agent.config import CacheTTLs
+    from stock_agent.store.profile import Profile
+    from stock_agent.store.sessions import SessionInfo
+
+
+def _rows(rows: list[tuple[str, str]], indent: str = "  ") -> str:
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"{indent}{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def format_profile(user_id: str, profile: Profile) -> str:
+    threshold = (
+        f"{profile.alert_threshold * 100:.2f}%  (alert on a 1-day drop of {abs(profile.alert_threshold) * 100:g}% or more)"
+        if profile.alert_threshold is not None
+        else "not set"
+    )
+    rows = [
+        ("preferred_symbols", ", ".join(profile.preferred_symbols) or "none"),
+        ("alert_threshold", threshold),
+        (
+            "portfolio_size",
+            f"{profile.portfolio_size:,.2f}" if profile.portfolio_size else "not set",
+        ),
+        ("notes", profile.notes or "none"),
+    ]
+    if profile.updated_at:
+        rows.append(
+            ("updated", time.strftime("%Y-%m-%d %H:%M", time.localtime(profile.updated_at)))
+        )
+    return f"Profile of {user_id}\n{_rows(rows)}"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m ago"
+
+
+def format_sessions(user_id: str, sessions: list[SessionInfo]) -> str:
+    if not sessions:
+        return f"No live sessions for {user_id}. Start one with `stock-agent chat`."
+    now = time.time()
+    header = ("SESSION", "MESSAGES", "LAST ACTIVITY", "EXPIRES IN")
+    rows = [
+        (
+            s.session_id,
+            str(s.messages),
+            _ago(now - s.last_activity),
+            f"{max(s.ttl, 0) // 60}m{max(s.ttl, 0) % 60:02d}s",
+        )
+        for s in sessions
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    return f"Sessions of {user_id}, newest first\n" + "\n".join(lines)
+
+
+_ROLE = {"human": "you", "ai": "agent", "system": "system", "tool": "tool"}
+
+
+def format_messages(messages: list[dict[str, Any]]) -> str:
+    out = []
+    for m in messages:
+        role = _ROLE.get(str(m.get("type")), str(m.get("type")))
+        content = m.get("data", {}).get("content", "")
+        if isinstance(content, list):  # content blocks
+            content = " ".join(
+                str(b.get("text", "")) if isinstance(b, dict) else str(b) for b in content
+            )
+        out.append(f"{role}> {content}")
+    return "\n\n".join(out)
+
+
+def format_cache_stats(stats: dict[str, dict[str, Any]], entries: int, ttls: CacheTTLs) -> str:
+    lines = [f"Cached results: {entries}"]
+    if stats:
+        header = ("TOOL", "LOOKUPS", "HITS", "MISSES", "HIT RATE")
+        rows = [
+            (
+                tool,
+                str(s["lookups"]),
+                str(s["hits"]),
+                str(s["misses"]),
+                f"{s['hit_rate'] * 100:.0f}%",
+            )
+            for tool, s in sorted(stats.items())
+        ]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+        lines += [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [header, *rows]
+        ]
+    else:
+        lines.append("No lookups yet.")
+    lines.append(
+        f"TTLs: quote {ttls.quote}s, bars/analysis {ttls.bars}s, fundamentals {ttls.fundamentals}s, news {ttls.news}s"
+    )
+    return "\n".join(lines)
+
+
+def format_store_status(status: dict[str, Any]) -> str:
+    keys = status["keys"]
+    rows = [
+        ("store", f"{status['kind']} ({status['server']})"),
+        ("url", status["url"]),
+    ]
+    if status.get("home"):
+        rows.append(("data dir", status["home"]))
+    rows += [
+        ("memory used", str(status["used_memory"])),
+        ("append-only", "on" if status["append_only"] else "off"),
+        (
+            f"keys ({status['agent_id']})",
+            f"{keys['messages']} sessions' messages, {keys['sessions']} session indexes, "
+            f"{keys['profile']} profiles, {keys['cache']} cache entries",
+        ),
+        ("keys (all)", str(status["total_keys"])),
+    ]
+    return _rows(rows, indent="")
