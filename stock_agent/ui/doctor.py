@@ -1,0 +1,96 @@
+"""`stock-agent doctor`: what is configured, what works, what is missing (secrets never shown)."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+import click
+
+from stock_agent.errors import StockAgentError
+
+if TYPE_CHECKING:
+    from stock_agent.app import App
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def run_doctor(app: App, user_id: str) -> int:
+    """Print one line per check; return 1 if something needed is missing."""
+    from stock_agent.store.connection import mask_url
+
+    s = app.settings
+    checks: list[tuple[str, str, str]] = []
+
+    # Store: needed by every command.
+    try:
+        from stock_agent.store.status import store_status
+
+        status = store_status(app)
+        checks.append((OK, "store", f"{status['kind']} {status['server']} at {status['url']}"))
+    except StockAgentError as exc:
+        where = mask_url(s.redis_url) if s.redis_url else f"embedded under {s.home}"
+        checks.append((FAIL, "store", f"{where}: {exc}"))
+
+    # Model: needed by chat and the narrated analyze; `analyze --no-llm` works without it.
+    if s.model_configured:
+        key = "set" if s.openai_api_key else "not set (not needed by most local servers)"
+        base = s.openai_base_url or "https://api.openai.com/v1 (default)"
+        checks.append((OK, "model", f"{s.model} via {base}; OPENAI_API_KEY {key}"))
+    else:
+        checks.append(
+            (
+                WARN,
+                "model",
+                "no OPENAI_API_KEY or OPENAI_BASE_URL: chat is unavailable, analyze prints the computed report",
+            )
+        )
+
+    # Data source.
+    if s.data_dir:
+        files = sorted(s.data_dir.glob("*.csv")) if s.data_dir.is_dir() else []
+        if files:
+            names = ", ".join(f.stem for f in files[:8]) + (", ..." if len(files) > 8 else "")
+            checks.append(
+                (OK, "data", f"offline CSV files in {s.data_dir}: {len(files)} symbols ({names})")
+            )
+        else:
+            checks.append(
+                (FAIL, "data", f"STOCK_AGENT_DATA_DIR {s.data_dir} has no SYMBOL.csv files")
+            )
+    else:
+        checks.append((OK, "data", "Yahoo Finance via yfinance (online)"))
+
+    checks.append(
+        (
+            OK,
+            "config",
+            f"user {user_id}, agent {s.agent_id}, session TTL {s.session_ttl}s, "
+            f"history window {s.history_window} messages",
+        )
+    )
+    versions = ", ".join(
+        f"{name} {_version(name)}"
+        for name in ("langchain", "langchain-core", "langchain-openai", "redis", "yfinance")
+    )
+    checks.append(
+        (
+            OK,
+            "versions",
+            f"stock-agent {_version('stock-agent')}, Python {platform.python_version()}, {versions}",
+        )
+    )
+
+    width = max(len(name) for _, name, _ in checks)
+    for state, name, text in checks:
+        colour = {"ok": "green", "warn": "yellow", "FAIL": "red"}[state]
+        click.echo(f"{click.style(state.rjust(4), fg=colour)}  {name.ljust(width)}  {text}")
+    return 1 if any(state == FAIL for state, _, _ in checks) else 0

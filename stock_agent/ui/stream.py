@@ -1,0 +1,126 @@
+"""Show an answer while it streams: Markdown that re-renders as tokens arrive, and a status
+line while tools run (which tool, which symbol, cached or fetched). On a pipe, plain text."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, TextIO
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
+    from stock_agent.market.service import FetchEvent
+
+
+def describe_tool_call(name: str, args: dict[str, Any]) -> str:
+    symbols = args.get("symbols") or ([args["symbol"]] if args.get("symbol") else [])
+    what = ", ".join(str(s).upper() for s in symbols)
+    return f"{name}({what})" if what else name
+
+
+class StreamRenderer(BaseCallbackHandler):
+    """A LangChain callback handler that renders one turn. Use as a context manager per turn."""
+
+    raise_error = False
+
+    def __init__(
+        self, console: Console | None = None, *, plain: bool = False, out: TextIO | None = None
+    ) -> None:
+        self.plain = plain or console is None
+        self.console = console
+        self.out = out or sys.stdout
+        self.text = ""
+        self.status = ""
+        self._live: Live | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle
+    def __enter__(self) -> StreamRenderer:
+        self.text, self.status = "", ""
+        if not self.plain:
+            from rich.live import Live
+
+            self._live = Live(
+                self._renderable(), console=self.console, refresh_per_second=12, transient=False
+            )
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.status = ""
+        if self._live is not None:
+            self._live.update(self._renderable(), refresh=True)
+            self._live.__exit__(None, None, None)
+            self._live = None
+        elif self.plain:
+            if self.text and not self.text.endswith("\n"):
+                self.out.write("\n")
+            self.out.flush()
+
+    def _renderable(self) -> Any:
+        from rich.console import Group
+        from rich.markdown import Markdown
+        from rich.text import Text
+
+        parts: list[Any] = []
+        if self.text:
+            parts.append(Markdown(self.text))
+        if self.status:
+            parts.append(Text(f"⋯ {self.status}", style="dim"))
+        return Group(*parts)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._renderable())
+
+    def set_status(self, status: str) -> None:
+        with self._lock:
+            self.status = status
+            if self.plain:
+                if status and sys.stderr.isatty():
+                    sys.stderr.write(f"  ⋯ {status}\n")
+            else:
+                self._refresh()
+
+    # -- LangChain callbacks
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        if not token:
+            return
+        with self._lock:
+            self.text += token
+            self.status = ""
+            if self.plain:
+                self.out.write(token)
+                self.out.flush()
+            else:
+                self._refresh()
+
+    def on_tool_start(self, serialized: dict[str, Any], input_str: str, **kwargs: Any) -> None:
+        name = (serialized or {}).get("name") or kwargs.get("name") or "tool"
+        args: dict[str, Any] = {}
+        inputs = kwargs.get("inputs")
+        if isinstance(inputs, dict):
+            args = inputs
+        else:
+            try:
+                parsed = json.loads(input_str)
+                args = parsed if isinstance(parsed, dict) else {}
+            except (TypeError, ValueError):
+                args = {}
+        if self.text and not self.text.endswith("\n"):
+            self.text += "\n\n"
+        self.set_status(f"running {describe_tool_call(name, args)}")
+
+    def on_fetch(self, event: FetchEvent) -> None:
+        """MarketService listener: one line per symbol fetched or served from the cache."""
+        how = (
+            "error"
+            if event.error
+            else ("cached" if event.cached else f"fetched in {event.seconds:.1f}s")
+        )
+        self.set_status(f"{event.tool} {event.symbol}: {how}")
