@@ -61,7 +61,7 @@ def symbol_panel(a: dict[str, Any]) -> RenderableType:
     price = a.get("price")
 
     returns = Table.grid(padding=(0, 2))
-    for key in RETURN_KEYS:
+    for _ in RETURN_KEYS:
         returns.add_column(justify="right")
     returns.add_row(*(f"[dim]{k}[/]" for k in RETURN_KEYS))
     returns.add_row(*(_colour(r.get(k), pct(r.get(k))) for k in RETURN_KEYS))
