@@ -39,6 +39,9 @@ def build_model(settings: Settings) -> BaseChatModel:
         base_url=settings.openai_base_url,
         streaming=True,
         stream_usage=True,
+        # Some model names would silently switch to the Responses API, which most
+        # OpenAI-compatible servers do not have: stay on chat completions.
+        use_responses_api=False,
         max_retries=2,
         timeout=90,
     )
