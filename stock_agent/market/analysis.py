@@ -1,0 +1,497 @@
+"""The analysis of one symbol's daily bars as a JSON-ready dict. Pure: no I/O.
+
+`analyze_bars` gives the base result, the same for every user and so cacheable;
+`apply_profile` personalises a copy with one user's drop alert and position size.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stock_agent import errors
+from stock_agent.market import indicators as ind
+from stock_agent.market.symbols import normalize_symbol
+
+# Windows in bars (trading days). "1y" and "52 weeks" are the last 252 bars.
+RETURN_WINDOWS = {"1d": 1, "5d": 5, "1m": 21, "3m": 63, "6m": 126, "1y": 252}
+YEAR = 252
+SMA_WINDOWS = (20, 50, 200)
+BETA_MIN_RETURNS = 60
+RSI_OVERBOUGHT, RSI_OVERSOLD = 70.0, 30.0
+MACD_CROSS_BARS = 5  # a MACD crossover is news for this many bars
+SMA_CROSS_BARS = 20  # a golden/death cross is news for this many bars
+VOLUME_SPIKE = 2.0  # today's volume vs the average of the previous 20 bars
+RISK_PER_POSITION = 0.01  # of the portfolio, lost if the stop is hit
+STOP_ATR_MULTIPLE = 2.0
+MAX_POSITION = 0.20  # of the portfolio
+
+_COLUMNS = ["High", "Low", "Close", "Volume"]
+
+
+def analyze_bars(
+    symbol: str,
+    bars: pd.DataFrame,
+    benchmark: pd.DataFrame | None = None,
+    *,
+    benchmark_symbol: str = "SPY",
+) -> dict[str, Any]:
+    """Returns, indicators, 52-week range, volume, beta and signals from daily bars.
+
+    Everything is computed from the bars as given (their last bar is "today"). A value
+    that cannot be computed is None, with a line in `notes` saying why; the result holds
+    only str/int/float/bool/None/list/dict and never NaN or infinity. Rounding: prices
+    and price-like indicators to 4 decimals (4 significant digits below 1), fractions
+    (returns, volatility, drawdown, distances) to 6 decimals, RSI to 2.
+
+    Conventions: N-bar returns compare the last close with the close N bars earlier;
+    `ytd` starts from the last close of the previous calendar year (or the first bar of
+    this year when there is none); volatility is the annualised sample std of daily
+    simple returns; `volume_avg_20d` averages the 20 bars *before* the last one, so a
+    spike does not inflate its own baseline; beta uses up to the last 252 simple returns
+    on the dates both series share, and needs at least 60.
+    """
+    symbol = normalize_symbol(symbol)
+    notes: list[str] = []
+    frame = _prepare(bars, symbol, notes)
+    close = frame["Close"].to_numpy()
+    high = frame["High"].to_numpy()
+    low = frame["Low"].to_numpy()
+    volume = frame["Volume"].to_numpy()
+    n = len(close)
+    price = float(close[-1])
+
+    def need(name: str, bars_needed: int) -> bool:
+        if n >= bars_needed:
+            return True
+        notes.append(f"{name} needs {bars_needed} bars, have {n}")
+        return False
+
+    returns: dict[str, float | None] = {}
+    for key, k in RETURN_WINDOWS.items():
+        returns[key] = _frac(price / close[-1 - k] - 1.0) if need(f"return {key}", k + 1) else None
+    returns["ytd"] = _ytd(frame, notes)
+
+    values: dict[str, Any] = {}
+    for w in SMA_WINDOWS:
+        values[f"sma_{w}"] = _last(ind.sma(close, w)) if need(f"sma_{w}", w) else None
+    values["ema_20"] = _last(ind.ema(close, 20)) if need("ema_20", 20) else None
+    rsi = ind.rsi(close, 14)
+    values["rsi_14"] = _last(rsi) if need("rsi_14", 15) else None
+    line, signal, hist = ind.macd(close, 12, 26, 9)
+    has_macd = need("macd", 34)
+    values["macd"], values["macd_signal"], values["macd_hist"] = (
+        (_last(line), _last(signal), _last(hist)) if has_macd else (None, None, None)
+    )
+    upper, middle, lower = ind.bbands(close, 20, 2.0)
+    has_bb = need("bollinger bands", 20)
+    values["bb_upper"], values["bb_middle"], values["bb_lower"] = (
+        (_last(upper), _last(middle), _last(lower)) if has_bb else (None, None, None)
+    )
+    values["atr_14"] = _last(ind.atr(high, low, close, 14)) if need("atr_14", 15) else None
+    values["volatility_20d"] = (
+        _last(ind.annualized_volatility(close, 20)) if need("volatility_20d", 21) else None
+    )
+    values["volatility_1y"] = (
+        _last(ind.annualized_volatility(close, YEAR)) if need("volatility_1y", YEAR + 1) else None
+    )
+    values["max_drawdown_1y"] = None
+    if need("max_drawdown_1y", 2):
+        values["max_drawdown_1y"] = ind.max_drawdown(close[-YEAR:])
+        if n < YEAR:
+            notes.append(f"max_drawdown_1y covers only {n} bars (less than a year)")
+    beta, benchmark_used = _beta(frame, benchmark, benchmark_symbol, notes)
+    values["beta"] = beta
+
+    high_52w = float(np.max(high[-YEAR:]))
+    low_52w = float(np.min(low[-YEAR:]))
+    if n < YEAR:
+        notes.append(f"high_52w and low_52w cover only {n} bars (less than 52 weeks)")
+
+    volume_avg = volume_ratio = None
+    if need("volume_avg_20d", 21):
+        volume_avg = float(np.mean(volume[-21:-1]))
+        volume_ratio = float(volume[-1]) / volume_avg if volume_avg > 0 else None
+
+    indicators = {
+        key: (_round_rsi(v) if key == "rsi_14" else _price_like(v))
+        for key, v in values.items()
+        if key not in ("volatility_20d", "volatility_1y", "max_drawdown_1y", "beta")
+    }
+    indicators["volatility_20d"] = _frac(values["volatility_20d"])
+    indicators["volatility_1y"] = _frac(values["volatility_1y"])
+    indicators["max_drawdown_1y"] = _frac(values["max_drawdown_1y"])
+    indicators["beta"] = _round(beta, 4)
+
+    signals: list[dict[str, str]] = []
+    for w in SMA_WINDOWS:
+        _trend_signal(signals, price, w, values[f"sma_{w}"])
+    if values["sma_200"] is not None:
+        _sma_cross_signal(signals, ind.sma(close, 50), ind.sma(close, 200))
+    if values["rsi_14"] is not None:
+        _rsi_signal(signals, values["rsi_14"])
+    if has_macd:
+        _macd_signal(signals, line, signal)
+    if has_bb:
+        _bollinger_signal(
+            signals, price, values["bb_upper"], values["bb_middle"], values["bb_lower"]
+        )
+    if volume_ratio is not None:
+        state = "spike" if volume_ratio >= VOLUME_SPIKE else "normal"
+        signals.append(
+            {
+                "name": "volume",
+                "state": state,
+                "text": f"volume {volume_ratio:.1f}x its 20-day average"
+                + (" (a spike)" if state == "spike" else ""),
+            }
+        )
+
+    return {
+        "symbol": symbol,
+        "as_of": frame.index[-1].date().isoformat(),
+        "price": _price_like(price),
+        "bars": n,
+        "returns": returns,
+        "indicators": indicators,
+        "high_52w": _price_like(high_52w),
+        "low_52w": _price_like(low_52w),
+        "pct_from_high_52w": _frac(price / high_52w - 1.0) if high_52w > 0 else None,
+        "pct_from_low_52w": _frac(price / low_52w - 1.0) if low_52w > 0 else None,
+        "volume": int(volume[-1]),
+        "volume_avg_20d": None if volume_avg is None else int(round(volume_avg)),
+        "volume_ratio_20d": _round(volume_ratio, 4),
+        "benchmark": benchmark_used,
+        "signals": signals,
+        "alerts": [],
+        "position": None,
+        "notes": notes,
+    }
+
+
+def apply_profile(
+    analysis: dict[str, Any],
+    *,
+    alert_threshold: float | None = None,
+    portfolio_size: float | None = None,
+) -> dict[str, Any]:
+    """A new dict: `analysis` with one user's drop alert and position size filled in.
+
+    Alert: when the 1-day return is at or below `alert_threshold` (-0.05 = a drop of 5% or
+    more), one {"kind": "drop", "text", "threshold", "change_1d"} in `alerts`.
+
+    Position (when `portfolio_size` is given): risk-based sizing. Risk 1% of the portfolio
+    on the position with a stop 2 x ATR(14) below the price, so
+    shares = floor(0.01 * portfolio / (2 * ATR)), then cap the position at 20% of the
+    portfolio. `risk_amount` is what is lost if the stop is hit (shares x 2 x ATR, at
+    most 1% of the portfolio). Without an ATR (under 15 bars of history) there is no
+    stop to size from: the position is the 20% cap, `stop_price` and `risk_amount` are
+    None, and a note says so. Fractional shares are never proposed.
+    """
+    result = copy.deepcopy(analysis)
+    notes: list[str] = list(result.get("notes") or [])
+    result["notes"] = notes
+    result["alerts"] = []
+    result["position"] = None
+    symbol = result.get("symbol", "?")
+
+    def note(text: str) -> None:
+        if text not in notes:
+            notes.append(text)
+
+    if alert_threshold is not None:
+        threshold = _checked(alert_threshold, "alert_threshold", lambda t: -1 < t < 0)
+        change = (result.get("returns") or {}).get("1d")
+        if change is None:
+            note("drop alert not checked: the 1-day return is not available")
+        elif change <= threshold:
+            result["alerts"].append(
+                {
+                    "kind": "drop",
+                    "text": f"{symbol} moved {change:+.2%} in one day, "
+                    f"at or below your alert threshold of {threshold:+.2%}",
+                    "threshold": threshold,
+                    "change_1d": change,
+                }
+            )
+
+    if portfolio_size is not None:
+        portfolio = _checked(portfolio_size, "portfolio_size", lambda p: p > 0)
+        result["position"] = _position(result, portfolio, note)
+    return result
+
+
+# --- preparation ----------------------------------------------------------------------------
+
+
+def _prepare(bars: pd.DataFrame, symbol: str, notes: list[str]) -> pd.DataFrame:
+    if not isinstance(bars, pd.DataFrame):
+        raise errors.DataSourceError(f"daily bars for {symbol} are not a table")
+    if bars.empty:
+        raise errors.UnknownSymbol(symbol, "no daily bars to analyse")
+    missing = [c for c in _COLUMNS if c not in bars.columns]
+    if missing:
+        raise errors.DataSourceError(f"daily bars for {symbol} lack {', '.join(missing)}")
+    try:
+        frame = bars[_COLUMNS].astype("float64")
+        index = pd.DatetimeIndex(bars.index)
+    except (TypeError, ValueError) as exc:
+        raise errors.DataSourceError(f"daily bars for {symbol} are unreadable: {exc}") from exc
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    frame.index = index.normalize()
+    frame = frame[~frame.index.duplicated(keep="last")].sort_index()
+    prices = frame[["High", "Low", "Close"]]
+    usable = np.isfinite(prices.to_numpy()).all(axis=1) & (frame["Close"].to_numpy() > 0)
+    if not usable.all():
+        notes.append(f"skipped {int((~usable).sum())} bar(s) without a usable price")
+        frame = frame[usable]
+    if frame.empty:
+        raise errors.UnknownSymbol(symbol, "no usable daily bars to analyse")
+    frame["Volume"] = frame["Volume"].where(np.isfinite(frame["Volume"]), 0.0)
+    return frame
+
+
+def _ytd(frame: pd.DataFrame, notes: list[str]) -> float | None:
+    close = frame["Close"]
+    last_date = frame.index[-1]
+    before = close[frame.index.year < last_date.year]
+    if len(before):
+        return _frac(close.iloc[-1] / before.iloc[-1] - 1.0)
+    if len(close) >= 2:
+        notes.append(
+            f"return ytd measured from the first bar ({frame.index[0].date().isoformat()}): "
+            f"no bar before {last_date.year}"
+        )
+        return _frac(close.iloc[-1] / close.iloc[0] - 1.0)
+    notes.append("return ytd needs a bar before the last one")
+    return None
+
+
+def _beta(
+    frame: pd.DataFrame,
+    benchmark: pd.DataFrame | None,
+    benchmark_symbol: str,
+    notes: list[str],
+) -> tuple[float | None, str | None]:
+    if benchmark is None or not isinstance(benchmark, pd.DataFrame) or benchmark.empty:
+        notes.append(f"beta skipped: no data for benchmark {benchmark_symbol}")
+        return None, None
+    if "Close" not in benchmark.columns:
+        notes.append(f"beta skipped: benchmark {benchmark_symbol} has no Close prices")
+        return None, None
+    index = pd.DatetimeIndex(benchmark.index)
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    market = pd.Series(benchmark["Close"].to_numpy(dtype="float64"), index=index.normalize())
+    market = market[~market.index.duplicated(keep="last")]
+    market = market[np.isfinite(market.to_numpy()) & (market.to_numpy() > 0)]
+    joined = pd.concat([frame["Close"], market], axis=1, join="inner").sort_index().tail(YEAR + 1)
+    count = max(len(joined) - 1, 0)
+    if count < BETA_MIN_RETURNS:
+        notes.append(
+            f"beta skipped: {count} daily returns on dates shared with {benchmark_symbol}, "
+            f"need {BETA_MIN_RETURNS}"
+        )
+        return None, None
+    value = ind.beta(joined.iloc[:, 0].to_numpy(), joined.iloc[:, 1].to_numpy())
+    if not math.isfinite(value):
+        notes.append(f"beta skipped: {benchmark_symbol} did not move")
+        return None, None
+    return value, benchmark_symbol
+
+
+# --- signals --------------------------------------------------------------------------------
+
+
+def _trend_signal(
+    signals: list[dict[str, str]], price: float, window: int, sma: float | None
+) -> None:
+    if sma is None or sma <= 0:
+        return
+    gap = price / sma - 1.0
+    state = "above" if gap > 0 else "below" if gap < 0 else "at"
+    where = "at" if state == "at" else f"{abs(gap):.1%} {state}"
+    signals.append(
+        {
+            "name": f"sma_{window}",
+            "state": state,
+            "text": f"price {where} its {window}-day average ({_fmt(sma)})",
+        }
+    )
+
+
+def _last_cross(fast: np.ndarray, slow: np.ndarray, bars: int) -> tuple[str, int] | None:
+    """The most recent crossing of `fast` over `slow` within the last `bars` bars:
+    ("up" or "down", bars ago; 0 = on the last bar)."""
+    diff = fast - slow
+    size = len(diff)
+    for ago in range(min(bars, size - 1)):
+        i = size - 1 - ago
+        before, now = diff[i - 1], diff[i]
+        if not (np.isfinite(before) and np.isfinite(now)):
+            return None
+        if before <= 0 < now:
+            return "up", ago
+        if before >= 0 > now:
+            return "down", ago
+    return None
+
+
+def _ago(bars: int) -> str:
+    return "on the last bar" if bars == 0 else f"{bars} bar{'s' if bars > 1 else ''} ago"
+
+
+def _sma_cross_signal(signals: list[dict[str, str]], sma50: np.ndarray, sma200: np.ndarray) -> None:
+    cross = _last_cross(sma50, sma200, SMA_CROSS_BARS)
+    if cross:
+        direction, ago = cross
+        state = "golden_cross" if direction == "up" else "death_cross"
+        side = "above" if direction == "up" else "below"
+        text = (
+            f"{state.replace('_', ' ')}: the 50-day average crossed {side} the 200-day {_ago(ago)}"
+        )
+    else:
+        state = "bullish" if sma50[-1] > sma200[-1] else "bearish"
+        side = "above" if state == "bullish" else "below"
+        text = f"the 50-day average is {side} the 200-day (no cross in {SMA_CROSS_BARS} bars)"
+    signals.append({"name": "sma_50_200", "state": state, "text": text})
+
+
+def _rsi_signal(signals: list[dict[str, str]], rsi: float) -> None:
+    if rsi > RSI_OVERBOUGHT:
+        state, why = "overbought", f"above {RSI_OVERBOUGHT:g}"
+    elif rsi < RSI_OVERSOLD:
+        state, why = "oversold", f"below {RSI_OVERSOLD:g}"
+    else:
+        state, why = "neutral", f"between {RSI_OVERSOLD:g} and {RSI_OVERBOUGHT:g}"
+    signals.append(
+        {"name": "rsi_14", "state": state, "text": f"RSI(14) {rsi:.1f}: {state} ({why})"}
+    )
+
+
+def _macd_signal(signals: list[dict[str, str]], line: np.ndarray, signal: np.ndarray) -> None:
+    cross = _last_cross(line, signal, MACD_CROSS_BARS)
+    if cross:
+        direction, ago = cross
+        state = "bullish_crossover" if direction == "up" else "bearish_crossover"
+        side = "above" if direction == "up" else "below"
+        text = f"MACD crossed {side} its signal line {_ago(ago)}"
+    else:
+        state = "bullish" if line[-1] > signal[-1] else "bearish"
+        side = "above" if state == "bullish" else "below"
+        text = f"MACD {side} its signal line (no crossover in {MACD_CROSS_BARS} bars)"
+    signals.append({"name": "macd", "state": state, "text": text})
+
+
+def _bollinger_signal(
+    signals: list[dict[str, str]], price: float, upper: float, middle: float, lower: float
+) -> None:
+    width = upper - lower
+    percent_b = (price - lower) / width if width > 0 else None
+    if price > upper:
+        state, where = "above_upper", "above the upper band"
+    elif price < lower:
+        state, where = "below_lower", "below the lower band"
+    elif price >= middle:
+        state, where = "upper_half", "in the upper half of the bands"
+    else:
+        state, where = "lower_half", "in the lower half of the bands"
+    detail = f" (%B {percent_b:.2f})" if percent_b is not None else " (the bands are flat)"
+    signals.append({"name": "bollinger", "state": state, "text": f"price {where}{detail}"})
+
+
+# --- position sizing ------------------------------------------------------------------------
+
+
+def _position(result: dict[str, Any], portfolio: float, note: Any) -> dict[str, Any] | None:
+    price = result.get("price")
+    if not isinstance(price, int | float) or not price > 0:
+        note("position not sized: no price")
+        return None
+    atr = (result.get("indicators") or {}).get("atr_14")
+    cap_shares = math.floor(MAX_POSITION * portfolio / price)
+    if isinstance(atr, int | float) and atr > 0:
+        stop_distance = STOP_ATR_MULTIPLE * atr
+        risk_shares = math.floor(RISK_PER_POSITION * portfolio / stop_distance)
+        shares = min(risk_shares, cap_shares)
+        method = "risk 1% of the portfolio with a stop 2 x ATR(14) below the price"
+        if cap_shares < risk_shares:
+            method += ", capped at 20% of the portfolio"
+        stop_price: float | None = _price_like(max(price - stop_distance, 0.0))
+        risk_amount: float | None = round(shares * stop_distance, 2)
+    else:
+        shares = cap_shares
+        method = "20% of the portfolio (no ATR(14) to set a stop from)"
+        stop_price = risk_amount = None
+        note("position: ATR(14) unavailable, so sized at the 20% cap without a stop")
+    if shares == 0:
+        note("position: one share is more than the sizing allows")
+    value = shares * price
+    return {
+        "portfolio_size": portfolio,
+        "shares": int(shares),
+        "value": round(value, 2),
+        "pct_of_portfolio": _frac(value / portfolio),
+        "stop_price": stop_price,
+        "risk_amount": risk_amount,
+        "method": method,
+    }
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+
+def _checked(value: Any, name: str, valid: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or not valid(number):
+        raise errors.InvalidInput(
+            f"invalid {name} {value!r}",
+            fix="alert_threshold is a drop such as -0.05; portfolio_size a positive amount",
+        )
+    return number
+
+
+def _last(values: np.ndarray) -> float | None:
+    return _finite(values[-1]) if len(values) else None
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _round(value: Any, digits: int) -> float | None:
+    number = _finite(value)
+    return None if number is None else round(number, digits)
+
+
+def _frac(value: Any) -> float | None:
+    return _round(value, 6)
+
+
+def _round_rsi(value: Any) -> float | None:
+    return _round(value, 2)
+
+
+def _price_like(value: Any) -> float | None:
+    """4 decimals, or 4 significant digits for values below 1 (penny stocks, MACD)."""
+    number = _finite(value)
+    if number is None:
+        return None
+    if number == 0 or abs(number) >= 1:
+        return round(number, 4)
+    return float(f"{number:.4g}")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4g}"
