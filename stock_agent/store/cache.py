@@ -171,7 +171,7 @@ class ExecutionCache:
             pipe = self._client.pipeline(transaction=False)
             if encoded is not None:
                 pipe.set(key, encoded, ex=max(1, ttl))
-            if lock is not None:
+            if lock is not None and token is not None:
                 # EVAL, not a registered Script: in a pipeline that costs an extra SCRIPT EXISTS
                 pipe.eval(_RELEASE_LUA, 1, lock, token)
             pipe.execute()
