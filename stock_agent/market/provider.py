@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import pandas as pd
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any
-from tenacity import wait_exponential_jitter as jittered
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential,
+    wait_random,
+)
 from tenacity.stop import stop_base
 
 from stock_agent import errors
@@ -375,7 +381,9 @@ class YFinanceProvider:
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_any(stop_after_attempt(self.max_attempts), _TimeBudget(self.max_wait)),
-            wait=jittered(initial=self.backoff, max=self.max_backoff, jitter=self.backoff),
+            # backoff * 2**(n-1), at most max_backoff, plus up to `backoff` seconds of jitter
+            wait=wait_exponential(multiplier=self.backoff, max=self.max_backoff)
+            + wait_random(0, self.backoff),
             sleep=self._sleep,
             reraise=True,
         )

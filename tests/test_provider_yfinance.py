@@ -1,0 +1,516 @@
+"""The Yahoo Finance provider against a fake yfinance.Ticker: shapes, errors, retries.
+
+The fake returns what yfinance 1.x returns (tz-aware America/New_York index, the seven
+columns of `history()`, yfinance's own empty frame for an unknown symbol, nested news) and
+raises yfinance's real exception classes. No test touches the network.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
+
+import curl_cffi.requests.exceptions as curl_errors
+import pandas as pd
+import pytest
+import requests
+from yfinance import utils as yf_utils
+from yfinance.exceptions import YFPricesMissingError, YFRateLimitError, YFTzMissingError
+
+from stock_agent import errors
+from stock_agent.market import provider as provider_module
+from stock_agent.market.provider import BAR_COLUMNS, YFinanceProvider
+from tests.conftest import MARKET_DATA
+
+YAHOO_COLUMNS = ["Open", "High", "Low", "Close", "Volume", "Dividends", "Stock Splits"]
+
+AAPL_INFO = {
+    "longName": "Apple Inc.",
+    "shortName": "Apple Inc.",
+    "sector": "Technology",
+    "industry": "Consumer Electronics",
+    "currency": "USD",
+    "exchange": "NMS",
+    "quoteType": "EQUITY",
+    "marketCap": 3_500_000_000_000,
+    "trailingPE": 35.2,
+    "forwardPE": 29.8,
+    "priceToBook": 52.1,
+    "dividendYield": 0.44,  # percent, as yfinance now reports it
+    "trailingEps": 6.59,
+    "forwardEps": 7.8,
+    "totalRevenue": 391_000_000_000,
+    "profitMargins": 0.2397,
+    "beta": 1.24,
+    "fiftyTwoWeekHigh": 260.1,
+    "fiftyTwoWeekLow": 164.08,
+    "trailingPegRatio": None,
+}
+
+NEWS = [
+    {
+        "id": "0a1b",
+        "content": {
+            "id": "0a1b",
+            "contentType": "STORY",
+            "title": "Apple unveils a thing",
+            "summary": "Apple said on Thursday...",
+            "pubDate": "2026-11-20T14:30:00Z",
+            "displayTime": "2026-11-20T15:02:11Z",
+            "provider": {"displayName": "Reuters", "url": "http://www.reuters.com/"},
+            "canonicalUrl": {
+                "url": "https://finance.yahoo.com/news/apple-thing.html",
+                "site": "finance",
+            },
+            "clickThroughUrl": {"url": "https://finance.yahoo.com/news/apple-thing.html"},
+        },
+    },
+    {
+        "id": "2c3d",
+        "content": {
+            "id": "2c3d",
+            "contentType": "VIDEO",
+            "title": "Markets wrap",
+            "pubDate": "2026-11-19T21:00:00Z",
+            "provider": {"displayName": "Yahoo Finance Video"},
+            "canonicalUrl": {"url": "https://finance.yahoo.com/video/markets-wrap.html"},
+            "clickThroughUrl": None,
+        },
+    },
+    {"id": "4e5f", "content": {"id": "4e5f", "contentType": "STORY", "title": ""}},  # no title
+    # The flat shape of older yfinance releases.
+    {
+        "uuid": "6a7b",
+        "title": "An older story",
+        "publisher": "Motley Fool",
+        "link": "https://finance.yahoo.com/m/older.html",
+        "providerPublishTime": 1763650800,
+        "type": "STORY",
+    },
+]
+
+
+def yahoo_history(symbol: str) -> pd.DataFrame:
+    """A sample CSV in the shape `Ticker.history(auto_adjust=True)` returns."""
+    raw = pd.read_csv(MARKET_DATA / f"{symbol}.csv")
+    index = pd.DatetimeIndex(pd.to_datetime(raw["Date"])).tz_localize("America/New_York")
+    frame = pd.DataFrame(
+        {
+            "Open": raw["Open"].to_numpy(),
+            "High": raw["High"].to_numpy(),
+            "Low": raw["Low"].to_numpy(),
+            "Close": raw["Close"].to_numpy(),
+            "Volume": raw["Volume"].to_numpy(),
+            "Dividends": 0.0,
+            "Stock Splits": 0.0,
+        },
+        index=index.rename("Date"),
+    )
+    return frame
+
+
+class FakeYahoo:
+    """Stands in for `yfinance.Ticker` (call it with a symbol to get a ticker).
+
+    Counts calls per method; `fail(method, *exceptions)` makes the next calls raise them
+    in turn, after which calls succeed again.
+    """
+
+    known = {"AAPL", "TSLA", "NEWCO", "SPY"}
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.history_kwargs: list[dict[str, Any]] = []
+        self.failures: dict[str, list[BaseException]] = {}
+        self.fast_info: dict[str, Any] = {
+            "last_price": 231.5,
+            "previous_close": 229.0,
+            "currency": "USD",
+        }
+
+    def fail(self, method: str, *exceptions: BaseException) -> None:
+        self.failures.setdefault(method, []).extend(exceptions)
+
+    def record(self, method: str) -> None:
+        self.calls[method] += 1
+        pending = self.failures.get(method)
+        if pending:
+            raise pending.pop(0)
+
+    def __call__(self, symbol: str) -> FakeTicker:
+        self.calls["Ticker"] += 1
+        return FakeTicker(self, symbol)
+
+
+class FakeFastInfo:
+    def __init__(self, yahoo: FakeYahoo, symbol: str) -> None:
+        self._yahoo, self._symbol = yahoo, symbol
+
+    def __getattr__(self, name: str) -> Any:
+        if self._symbol not in FakeYahoo.known:
+            raise KeyError("currency")  # what yfinance's FastInfo does without metadata
+        value = self._yahoo.fast_info[name]
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+
+class FakeTicker:
+    def __init__(self, yahoo: FakeYahoo, symbol: str) -> None:
+        self.yahoo, self.ticker = yahoo, symbol
+
+    def history(self, period: str = "1mo", interval: str = "1d", **kwargs: Any) -> pd.DataFrame:
+        self.yahoo.history_kwargs.append({"period": period, "interval": interval, **kwargs})
+        self.yahoo.record("history")
+        if self.ticker not in FakeYahoo.known:
+            return yf_utils.empty_df()  # yfinance logs "possibly delisted" and returns this
+        return yahoo_history(self.ticker)
+
+    @property
+    def fast_info(self) -> FakeFastInfo:
+        self.yahoo.record("fast_info")
+        return FakeFastInfo(self.yahoo, self.ticker)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        self.yahoo.record("info")
+        return dict(AAPL_INFO) if self.ticker == "AAPL" else {"trailingPegRatio": None}
+
+    @property
+    def news(self) -> list[dict[str, Any]]:
+        self.yahoo.record("news")
+        return NEWS if self.ticker == "AAPL" else []
+
+
+@pytest.fixture
+def yahoo() -> FakeYahoo:
+    return FakeYahoo()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def live(yahoo, sleeps) -> YFinanceProvider:
+    return YFinanceProvider(yahoo, sleep=sleeps.append)
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+def test_history_is_normalised_to_tz_naive_dates_and_five_float_columns(live, yahoo):
+    assert list(yahoo_history("AAPL").columns) == YAHOO_COLUMNS
+    bars = live.history("aapl", days=800)
+    assert list(bars.columns) == BAR_COLUMNS
+    assert all(dtype == "float64" for dtype in bars.dtypes)
+    assert bars.index.tz is None and bars.index.name == "Date"
+    assert bars.index.is_monotonic_increasing
+    # Local (New York) dates are kept: no shift to the previous day through UTC.
+    assert bars.index[-1] == pd.Timestamp("2026-11-20")
+    assert pd.Timestamp("2026-11-20") - bars.index[0] < pd.Timedelta(days=800)
+    source = yahoo_history("AAPL")
+    assert bars["Close"].iloc[-1] == source["Close"].iloc[-1]
+    assert bars["Volume"].iloc[-1] == float(source["Volume"].iloc[-1])
+    assert yahoo.history_kwargs == [{"period": "5y", "interval": "1d", "auto_adjust": True}]
+
+
+def test_exchange_local_dates_are_kept_east_of_utc(live, monkeypatch):
+    """Tokyo midnight is the previous day in UTC: the bar must keep its Tokyo date."""
+    frame = yahoo_history("AAPL")
+    frame.index = frame.index.tz_localize(None).tz_localize("Asia/Tokyo")
+    monkeypatch.setattr(FakeTicker, "history", lambda self, **kw: frame)
+    bars = live.history("7203.T")
+    assert bars.index[-1] == pd.Timestamp("2026-11-20")
+    assert (bars.index == frame.index.tz_localize(None)[-len(bars) :]).all()
+
+
+@pytest.mark.parametrize(
+    ("days", "period"),
+    [(20, "1mo"), (90, "6mo"), (365, "1y"), (730, "2y"), (800, "5y"), (4000, "max")],
+)
+def test_history_asks_for_the_shortest_period_that_covers_the_days(live, yahoo, days, period):
+    live.history("SPY", days=days)
+    assert yahoo.history_kwargs[-1]["period"] == period
+
+
+def test_same_bars_as_the_offline_provider(live):
+    from stock_agent.market.provider import CsvProvider
+
+    pd.testing.assert_frame_equal(live.history("TSLA"), CsvProvider(MARKET_DATA).history("TSLA"))
+
+
+def test_empty_frame_is_an_unknown_symbol_and_is_not_retried(live, yahoo, sleeps):
+    with pytest.raises(errors.UnknownSymbol) as info:
+        live.history("ZZZZ")
+    assert info.value.symbol == "ZZZZ"
+    assert yahoo.calls["history"] == 1 and sleeps == []
+
+
+@pytest.mark.parametrize(
+    "exc", [YFPricesMissingError("ZZZZ", "(period=5y)"), YFTzMissingError("ZZZZ")]
+)
+def test_missing_ticker_errors_are_an_unknown_symbol_and_are_not_retried(live, yahoo, sleeps, exc):
+    yahoo.fail("history", exc)
+    with pytest.raises(errors.UnknownSymbol, match="ZZZZ"):
+        live.history("ZZZZ")
+    assert yahoo.calls["history"] == 1 and sleeps == []
+
+
+def test_invalid_symbol_makes_no_call(live, yahoo):
+    with pytest.raises(errors.InvalidSymbol):
+        live.history("not a ticker")
+    assert sum(yahoo.calls.values()) == 0
+
+
+# --- retries -------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_retried_with_growing_jittered_waits(live, yahoo, sleeps):
+    yahoo.fail("history", YFRateLimitError(), YFRateLimitError(), YFRateLimitError())
+    bars = live.history("AAPL")
+    assert len(bars) > 0
+    assert yahoo.calls["history"] == 4
+    assert len(sleeps) == 3
+    # backoff=1: 2**k seconds plus up to 1 second of jitter.
+    for k, wait in enumerate(sleeps):
+        assert 2**k <= wait <= 2**k + 1
+
+
+def test_persistent_rate_limit_becomes_rate_limited(live, yahoo, sleeps):
+    yahoo.fail("history", *[YFRateLimitError() for _ in range(10)])
+    with pytest.raises(errors.RateLimited) as info:
+        live.history("AAPL")
+    assert yahoo.calls["history"] == 4  # max_attempts
+    assert len(sleeps) == 3
+    assert "4 attempt(s)" in info.value.message
+    assert isinstance(info.value.__cause__, YFRateLimitError)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        curl_errors.Timeout("Operation timed out after 10001 milliseconds", 28),
+        curl_errors.ConnectionError("Failed to connect to query2.finance.yahoo.com", 7),
+        requests.exceptions.ConnectionError("Connection aborted"),
+        requests.exceptions.ReadTimeout("read timed out"),
+        TimeoutError("timed out"),
+        curl_errors.HTTPError("HTTP Error 503", response=SimpleNamespace(status_code=503)),
+    ],
+)
+def test_network_failures_are_retried_then_reported(yahoo, sleeps, exc):
+    live = YFinanceProvider(yahoo, max_attempts=3, sleep=sleeps.append)
+    yahoo.fail("history", exc, exc, exc)
+    with pytest.raises(errors.DataSourceError) as info:
+        live.history("AAPL")
+    assert yahoo.calls["history"] == 3 and len(sleeps) == 2
+    assert "could not reach Yahoo Finance" in info.value.message
+    assert type(exc).__name__ in info.value.message
+    assert "STOCK_AGENT_DATA_DIR" in info.value.fix
+
+
+def test_a_network_blip_is_survived(live, yahoo, sleeps):
+    yahoo.fail("history", curl_errors.Timeout("timed out", 28))
+    assert len(live.history("AAPL")) > 0
+    assert yahoo.calls["history"] == 2 and len(sleeps) == 1
+
+
+def test_total_wait_is_bounded(yahoo, sleeps):
+    """With long waits, attempts stop before the time budget would be exceeded."""
+    live = YFinanceProvider(
+        yahoo, max_attempts=10, max_wait=20.0, backoff=4.0, max_backoff=60.0, sleep=sleeps.append
+    )
+    yahoo.fail("history", *[YFRateLimitError() for _ in range(10)])
+    with pytest.raises(errors.RateLimited):
+        live.history("AAPL")
+    assert sum(sleeps) <= 20.0
+    assert yahoo.calls["history"] == len(sleeps) + 1 < 10
+    assert len(sleeps) >= 1
+
+
+def test_no_retry_without_a_time_budget(yahoo):
+    """max_wait=0 allows the first attempt and no wait, so nothing more."""
+    live = YFinanceProvider(yahoo, max_wait=0.0, sleep=lambda s: None)
+    yahoo.fail("history", YFRateLimitError(), YFRateLimitError())
+    with pytest.raises(errors.RateLimited):
+        live.history("AAPL")
+    assert yahoo.calls["history"] == 1
+
+
+def test_unexpected_errors_are_not_retried(live, yahoo, sleeps):
+    yahoo.fail("history", KeyError("chart"))
+    with pytest.raises(errors.DataSourceError) as info:
+        live.history("AAPL")
+    assert yahoo.calls["history"] == 1 and sleeps == []
+    assert "Yahoo Finance failed on daily bars of AAPL" in info.value.message
+    assert "KeyError" in info.value.message
+
+
+def test_frame_without_prices_is_a_data_error(live, yahoo, monkeypatch):
+    monkeypatch.setattr(FakeTicker, "history", lambda self, **kw: pd.DataFrame({"Close": [1.0]}))
+    with pytest.raises(errors.DataSourceError, match="Open, High, Low, Volume"):
+        live.history("AAPL")
+
+
+# --- quote ---------------------------------------------------------------------------------
+
+
+def test_quote_from_fast_info(live, yahoo):
+    q = live.quote("aapl")
+    assert q["symbol"] == "AAPL"
+    assert q["price"] == 231.5 and q["previous_close"] == 229.0
+    assert q["change"] == 2.5
+    assert q["change_pct"] == round(231.5 / 229.0 - 1, 6)
+    assert q["currency"] == "USD" and q["source"] == "yfinance"
+    assert pd.Timestamp(q["as_of"]).tzinfo is not None  # an ISO timestamp with its zone
+    assert yahoo.calls["history"] == 0
+
+
+def test_quote_falls_back_to_the_last_bars(live, yahoo):
+    yahoo.fast_info["last_price"] = KeyError("regularMarketPrice")
+    q = live.quote("TSLA")
+    bars = yahoo_history("TSLA")
+    assert q["price"] == bars["Close"].iloc[-1]
+    assert q["previous_close"] == bars["Close"].iloc[-2]
+    assert q["change_pct"] == pytest.approx(-0.061, abs=0.001)
+    assert q["as_of"] == "2026-11-20"
+    assert q["currency"] == "USD"
+    assert yahoo.calls["history"] == 1
+
+
+def test_quote_rate_limit_in_fast_info_is_retried_not_swallowed(live, yahoo, sleeps):
+    yahoo.fail("fast_info", YFRateLimitError())
+    assert live.quote("AAPL")["price"] == 231.5
+    assert yahoo.calls["fast_info"] == 2 and len(sleeps) == 1
+
+
+def test_quote_network_error_inside_fast_info_is_retried(live, yahoo, sleeps):
+    yahoo.fast_info["last_price"] = curl_errors.Timeout("timed out", 28)
+    with pytest.raises(errors.DataSourceError, match="could not reach"):
+        live.quote("AAPL")
+    assert yahoo.calls["fast_info"] == 4
+
+
+def test_quote_of_an_unknown_symbol(live, yahoo):
+    with pytest.raises(errors.UnknownSymbol):
+        live.quote("ZZZZ")
+
+
+# --- fundamentals --------------------------------------------------------------------------
+
+
+def test_fundamentals_mapping(live):
+    f = live.fundamentals("AAPL")
+    assert f["name"] == "Apple Inc."
+    assert f["sector"] == "Technology" and f["industry"] == "Consumer Electronics"
+    assert f["market_cap"] == 3.5e12
+    assert f["trailing_pe"] == 35.2 and f["forward_pe"] == 29.8
+    assert f["price_to_book"] == 52.1
+    assert f["dividend_yield"] == pytest.approx(0.0044)  # 0.44 percent as a fraction
+    assert f["eps"] == 6.59 and f["revenue"] == 3.91e11
+    assert f["profit_margin"] == 0.2397 and f["beta"] == 1.24
+    assert f["currency"] == "USD"
+    assert f["source"] == "yfinance"
+
+
+def test_fundamentals_missing_and_bad_values_are_none(live, monkeypatch):
+    info = {
+        "shortName": "Tiny Corp",
+        "trailingPE": float("nan"),
+        "forwardPE": "Infinity",
+        "beta": None,
+    }
+    monkeypatch.setattr(FakeTicker, "info", property(lambda self: info))
+    f = live.fundamentals("TINY")
+    assert f["name"] == "Tiny Corp"
+    for key in ("trailing_pe", "forward_pe", "beta", "dividend_yield", "sector", "market_cap"):
+        assert f[key] is None, key
+
+
+def test_fundamentals_of_an_unknown_symbol(live):
+    with pytest.raises(errors.UnknownSymbol):
+        live.fundamentals("ZZZZ")
+
+
+def test_http_404_is_an_unknown_symbol(live, yahoo):
+    yahoo.fail(
+        "info", curl_errors.HTTPError("HTTP Error 404", response=SimpleNamespace(status_code=404))
+    )
+    with pytest.raises(errors.UnknownSymbol):
+        live.fundamentals("AAPL")
+    assert yahoo.calls["info"] == 1
+
+
+# --- news ----------------------------------------------------------------------------------
+
+
+def test_news_reads_nested_and_flat_items(live):
+    items = live.news("AAPL", limit=10)
+    assert items == [
+        {
+            "title": "Apple unveils a thing",
+            "publisher": "Reuters",
+            "published": "2026-11-20T14:30:00+00:00",
+            "link": "https://finance.yahoo.com/news/apple-thing.html",
+        },
+        {
+            "title": "Markets wrap",
+            "publisher": "Yahoo Finance Video",
+            "published": "2026-11-19T21:00:00+00:00",
+            "link": "https://finance.yahoo.com/video/markets-wrap.html",
+        },
+        {
+            "title": "An older story",
+            "publisher": "Motley Fool",
+            "published": "2025-11-20T15:00:00+00:00",
+            "link": "https://finance.yahoo.com/m/older.html",
+        },
+    ]
+
+
+def test_news_limit(live):
+    assert [i["title"] for i in live.news("AAPL", limit=1)] == ["Apple unveils a thing"]
+    with pytest.raises(errors.InvalidInput):
+        live.news("AAPL", limit=0)
+
+
+def test_no_news_is_an_empty_list(live):
+    assert live.news("TSLA") == []
+
+
+def test_news_rate_limited(live, yahoo):
+    yahoo.fail("news", *[YFRateLimitError() for _ in range(4)])
+    with pytest.raises(errors.RateLimited):
+        live.news("AAPL")
+    assert yahoo.calls["news"] == 4
+
+
+# --- the real yfinance, without the network ------------------------------------------------
+
+
+def test_default_factory_is_yfinance_ticker_with_exceptions_surfaced():
+    import yfinance
+
+    before = yfinance.config.debug.hide_exceptions
+    yfinance.config.debug.hide_exceptions = True  # yfinance's default
+    try:
+        factory = provider_module._default_ticker_factory()
+        assert factory is yfinance.Ticker
+        # Network failures must raise (and be retried) instead of becoming an empty frame.
+        assert yfinance.config.debug.hide_exceptions is False
+    finally:
+        yfinance.config.debug.hide_exceptions = before
+
+
+def test_the_default_factory_is_resolved_only_when_data_is_needed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        provider_module, "_default_ticker_factory", lambda: calls.append(1) or FakeYahoo()
+    )
+    live = YFinanceProvider(sleep=lambda s: None)
+    assert calls == []
+    live.history("AAPL")
+    live.history("SPY")
+    assert calls == [1]
