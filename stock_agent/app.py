@@ -47,7 +47,9 @@ class App:
     def cache(self) -> ExecutionCache:
         from stock_agent.store.cache import ExecutionCache
 
-        return ExecutionCache(self.client, self.keys, self.settings.cache_ttls)
+        # The lock outlives the provider's retries (up to ~20 s against a rate-limiting Yahoo),
+        # so waiters keep waiting instead of all fetching at once.
+        return ExecutionCache(self.client, self.keys, self.settings.cache_ttls, lock_timeout=25.0)
 
     def market(self, listener: Callable[[FetchEvent], None] | None = None) -> MarketService:
         from stock_agent.market.provider import make_provider
