@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from stock_agent.errors import StoreUnavailable
 
@@ -20,16 +20,27 @@ _LOCK = threading.Lock()
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by `***` (safe to print)."""
+    """The URL with any password (in the user part or a `password=` query argument, which
+    redis-py also accepts) replaced by `***` (safe to print)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    # Work on the raw text: hostname/port would drop IPv6 brackets and raise on a bad port.
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    items = parts.query.split("&") if parts.query else []
+    query = "&".join(
+        f"{item.split('=', 1)[0]}=***" if item.split("=", 1)[0].lower() == "password" else item
+        for item in items
+    )
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}" if user else f":***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    masked = f"{parts.scheme}://{netloc}{parts.path}"
+    if query:
+        masked += f"?{query}"
+    if parts.fragment:
+        masked += f"#{parts.fragment}"
+    return masked
 
 
 def resolve_url(settings: Settings) -> str:
