@@ -1,0 +1,83 @@
+"""The two sides of a chat benchmark, built the same way: one graph (same model, same tools),
+the project's `ChatAgent` over `redis_history_factory` on one pooled client, and the seed-style
+`BaselineAgent` over a new `RedisChatMessageHistory` per turn."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.baseline import BaselineAgent, baseline_key_prefix, community_history_factory
+from bench.common import MARKET_DATA
+
+PROJECT_AGENT = "bench_project"
+BASELINE_AGENT = "bench_baseline"
+USER = "bench"
+TTL = 1800
+# a fixed date, so the system prompt (and the characters sent) is the same on every run
+TODAY = dt.date(2025, 6, 2)
+
+
+def bench_tools(client: Any, agent_id: str) -> list[Any]:
+    """The app's real tools over offline data (the instant model never calls them, but their
+    schemas are bound to the model as in the app). None if the market modules are missing."""
+    try:
+        from stock_agent.agent.tools import ToolContext, build_tools
+        from stock_agent.market.provider import CsvProvider
+        from stock_agent.market.service import MarketService
+    except ImportError:
+        return []
+    from stock_agent.config import CacheTTLs
+    from stock_agent.store.cache import ExecutionCache
+    from stock_agent.store.keys import KeySpace
+    from stock_agent.store.profile import ProfileStore
+
+    keys = KeySpace(agent_id)
+    service = MarketService(CsvProvider(MARKET_DATA), ExecutionCache(client, keys, CacheTTLs()))
+    return build_tools(ToolContext(service, ProfileStore(client, keys), USER))
+
+
+@dataclass
+class Sides:
+    project: Any  # ChatAgent
+    baseline: BaselineAgent
+    client: Any  # the project's pooled client
+    keys: Any  # the project's KeySpace
+    window: int
+    url: str
+
+    def project_key(self, session_id: str) -> str:
+        return str(self.keys.messages(USER, session_id))
+
+    def baseline_key(self, session_id: str) -> str:
+        return baseline_key_prefix(BASELINE_AGENT, USER) + session_id
+
+
+def build_sides(
+    url: str,
+    model: Any,
+    *,
+    window: int = 20,
+    wrap_factory: Callable[[Callable[..., Any]], Callable[..., Any]] = lambda f: f,
+    max_connections: int = 32,
+) -> Sides:
+    from stock_agent.agent.agent import ChatAgent, build_graph, redis_history_factory
+    from stock_agent.store.connection import make_client
+    from stock_agent.store.keys import KeySpace
+
+    client = make_client(url, max_connections=max_connections)
+    keys = KeySpace(PROJECT_AGENT)
+    graph = build_graph(model, bench_tools(client, PROJECT_AGENT))
+    project = ChatAgent(
+        graph,
+        wrap_factory(redis_history_factory(client, keys, ttl=TTL, window=window)),
+        today=lambda: TODAY,
+    )
+    baseline = BaselineAgent(
+        graph,
+        wrap_factory(community_history_factory(url, BASELINE_AGENT, TTL)),
+        today=lambda: TODAY,
+    )
+    return Sides(project, baseline, client, keys, window, url)
