@@ -146,7 +146,7 @@ class ProfileStore:
         self._change_symbols = client.register_script(_CHANGE_SYMBOLS)
 
     def get(self, user_id: str) -> Profile:
-        return self.from_hash(self.client.hgetall(self.keys.profile(user_id)))
+        return self.from_hash(self.client.hgetall(self.keys.profile(user_id)))  # type: ignore[arg-type]
 
     @staticmethod
     def from_hash(raw: dict[str, str]) -> Profile:

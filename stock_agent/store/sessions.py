@@ -50,7 +50,7 @@ def list_sessions(
     index = keys.sessions(user_id)
     now = time.time()
     # The score is the last activity; anything older than the TTL has expired.
-    entries = client.zrange(
+    entries: list[tuple[str, float]] = client.zrange(  # type: ignore[assignment]
         index, "+inf", now - ttl, desc=True, byscore=True, offset=0, num=limit, withscores=True
     )
     if not entries:
@@ -61,7 +61,8 @@ def list_sessions(
         pipe.llen(key)
         pipe.ttl(key)
     replies = pipe.execute()
-    result, gone = [], []
+    result: list[SessionInfo] = []
+    gone: list[str] = []
     for i, (session_id, score) in enumerate(entries):
         count, left = replies[2 * i], replies[2 * i + 1]
         if count == 0 or left == -2:
