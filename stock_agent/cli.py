@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     try:
-        cli.main(args=args, prog_name="stock-agent", standalone_mode=False)
+        # Without standalone mode click returns the code of `ctx.exit(code)` instead of exiting.
+        result = cli.main(args=args, prog_name="stock-agent", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         if translated is not None:
             fail(translated.one_line(), translated.exit_code)
         fail(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
-    sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def _translate(exc: BaseException) -> StockAgentError | None:

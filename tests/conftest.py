@@ -123,3 +123,23 @@ def cli_env(valkey: ValkeyProcess, redis_client, short_tmp: Path) -> dict[str, s
         COLUMNS="100",
     )
     return env
+
+
+@pytest.fixture
+def openai_server():
+    """A scripted OpenAI-compatible model server on loopback, one per test (key `test-key`)."""
+    from tests.openai_server import ScriptedOpenAI
+
+    with ScriptedOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def model_env(cli_env: dict[str, str], openai_server) -> dict[str, str]:
+    """`cli_env` plus a model: the scripted server, its key and a model name it serves."""
+    return {
+        **cli_env,
+        "OPENAI_BASE_URL": openai_server.base_url,
+        "OPENAI_API_KEY": openai_server.api_key,
+        "STOCK_AGENT_MODEL": "test-model",
+    }

@@ -26,27 +26,53 @@ def _colour(value: float | None, text: str) -> str:
     return f"[green]{text}[/]" if value > 0 else f"[red]{text}[/]"
 
 
-def summary_table(analyses: list[dict[str, Any]]) -> RenderableType:
+# Summary columns in the order they are given up when the terminal is too narrow for all of
+# them (each panel below the table repeats every figure, so nothing is lost).
+_SUMMARY_DROP_ORDER = ("Beta", "Vol 1y", "6m", "3m", "5d", "ytd", "RSI")
+_COLUMN_GAP = 2
+
+
+def summary_table(analyses: list[dict[str, Any]], width: int = 100) -> RenderableType:
+    """One row per symbol, with as many columns as fit in `width`: numbers are never cut short."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="Summary", title_justify="left", header_style="bold")
-    table.add_column("Symbol")
-    table.add_column("Price", justify="right")
+    columns: list[tuple[str, list[tuple[str, float | None]]]] = [
+        ("Symbol", [(a["symbol"], None) for a in analyses]),
+        ("Price", [(num(a.get("price")), None) for a in analyses]),
+    ]
     for key in RETURN_KEYS:
-        table.add_column(key, justify="right")
-    table.add_column("RSI", justify="right")
-    table.add_column("Vol 1y", justify="right")
-    table.add_column("Beta", justify="right")
-    for a in analyses:
-        r, ind = a.get("returns", {}), a.get("indicators", {})
-        table.add_row(
-            a["symbol"],
-            num(a.get("price")),
-            *(_colour(r.get(k), pct(r.get(k))) for k in RETURN_KEYS),
-            num(ind.get("rsi_14"), 1),
-            pct(ind.get("volatility_1y"), sign=False),
-            num(ind.get("beta")),
-        )
+        values = [a.get("returns", {}).get(key) for a in analyses]
+        columns.append((key, [(pct(v), v) for v in values]))
+    indicators = [a.get("indicators", {}) for a in analyses]
+    columns += [
+        ("RSI", [(num(i.get("rsi_14"), 1), None) for i in indicators]),
+        ("Vol 1y", [(pct(i.get("volatility_1y"), sign=False), None) for i in indicators]),
+        ("Beta", [(num(i.get("beta")), None) for i in indicators]),
+    ]
+
+    def needed(cols: list[tuple[str, list[tuple[str, float | None]]]]) -> int:
+        widths = [max(len(h), *(len(c) for c, _ in cells)) for h, cells in cols]
+        return sum(widths) + _COLUMN_GAP * (len(widths) - 1)
+
+    for name in _SUMMARY_DROP_ORDER:
+        if needed(columns) <= width:
+            break
+        columns = [c for c in columns if c[0] != name]
+
+    table = Table(
+        title="Summary",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 0, 0, _COLUMN_GAP - 1),  # plus the one-space column divider
+        pad_edge=False,
+    )
+    for i, (header, _) in enumerate(columns):
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in range(len(analyses)):
+        table.add_row(*(_colour(cells[row][1], cells[row][0]) for _, cells in columns))
     return table
 
 
@@ -139,7 +165,7 @@ def symbol_panel(a: dict[str, Any]) -> RenderableType:
 
 def print_report(console: Console, analyses: list[dict[str, Any]]) -> None:
     if len(analyses) > 1:
-        console.print(summary_table(analyses))
+        console.print(summary_table(analyses, console.width))
         console.print()
     for a in analyses:
         console.print(symbol_panel(a))
