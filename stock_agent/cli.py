@@ -160,7 +160,9 @@ def profile_show(ctx: click.Context, user: str | None, as_json: bool) -> None:
     "set", context_settings={**CONTEXT, "ignore_unknown_options": True}, short_help="Set one field."
 )
 @click.argument(
-    "field", type=click.Choice(["preferred_symbols", "alert_threshold", "portfolio_size", "notes"])
+    "field",
+    metavar="FIELD",
+    type=click.Choice(["preferred_symbols", "alert_threshold", "portfolio_size", "notes"]),
 )
 @click.argument("value", nargs=-1, required=True)
 @user_option
@@ -405,6 +407,13 @@ def main(argv: list[str] | None = None) -> None:
         result = cli.main(args=args, prog_name="stock-agent", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # `stock-agent` alone: the help, as click prints it
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # One line, like every other error, with where to look instead of the usage block.
+        where = exc.ctx.command_path if exc.ctx is not None else "stock-agent"
+        fail(f"error: {exc.format_message()} (see `{where} --help`)", exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

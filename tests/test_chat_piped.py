@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -280,3 +281,37 @@ def test_chat_invalid_session_id(model_env: dict[str, str], redis_client: Any) -
         "1 to 64 characters)\n"
     )
     assert redis_client.keys("*") == []
+
+
+def test_interrupt_ends_a_piped_chat_with_130(
+    model_env: dict[str, str], openai_server: ScriptedOpenAI
+) -> None:
+    openai_server.chunk_delay = 0.05
+    openai_server.queue(text("Start " + " ".join(f"w{i}" for i in range(400))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stock_agent", "chat", "--session", "s1"],
+        env=model_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(model_env["STOCK_AGENT_HOME"]).parent,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("tell me everything\n")
+        proc.stdin.flush()
+        seen = ""
+        while "w3" not in seen:  # the answer is streaming
+            char = proc.stdout.read(1)
+            assert char, "the chat ended before answering"
+            seen += char
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] in ("aborted", "interrupted")
+    assert sessions(model_env) == []  # the interrupted exchange was not saved

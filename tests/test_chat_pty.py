@@ -236,3 +236,71 @@ def test_resuming_a_session_says_so(
     again.expect_exact("agent> First.")
     again.prompt()
     assert again.leave_with_ctrl_d() == 0
+
+
+# --------------------------------------------------------------------------- other commands in a terminal
+
+
+def command(env: dict[str, str], *args: str) -> Any:
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "stock_agent", *args],
+        env=env,
+        cwd=str(Path(env["STOCK_AGENT_HOME"]).parent),
+        encoding="utf-8",
+        codec_errors="replace",
+        dimensions=(40, 100),
+        timeout=TIMEOUT,
+    )
+
+
+def finish(child: Any) -> tuple[str, int]:
+    child.expect(pexpect.EOF, timeout=TIMEOUT)
+    output = child.before
+    child.close()
+    return output, child.exitstatus
+
+
+@pytest.mark.parametrize(("answer", "code", "kept"), [("n", 1, True), ("y", 0, False)])
+def test_profile_reset_asks_first_in_a_terminal(
+    pty_env: dict[str, str], redis_client: Any, answer: str, code: int, kept: bool
+) -> None:
+    from stock_agent.store.keys import KeySpace
+    from stock_agent.store.profile import ProfileStore
+
+    profiles = ProfileStore(redis_client, KeySpace("test_agent"))
+    profiles.add_symbols("alice", ["AAPL"])
+    child = command(pty_env, "profile", "reset")
+    child.expect_exact("Delete the profile of alice? [y/N]:", timeout=TIMEOUT)
+    child.sendline(answer)
+    _, status = finish(child)
+    assert status == code
+    assert profiles.get("alice").preferred_symbols == (["AAPL"] if kept else [])
+
+
+def test_narrated_analyze_renders_markdown_in_a_terminal(
+    pty_env: dict[str, str], openai_server: ScriptedOpenAI
+) -> None:
+    openai_server.queue(
+        tool_call("analyze_stocks", {"symbols": ["AAPL"]}),
+        text("## AAPL\n\nThe trend is **up** and RSI is neutral."),
+    )
+    child = command(pty_env, "analyze", "AAPL")
+    child.expect_exact("The trend is ", timeout=TIMEOUT)
+    output, status = finish(child)
+    assert status == 0
+    assert "**" not in output and "##" not in output  # rendered, not printed raw
+    assert openai_server.rejected == []
+
+
+def test_ctrl_c_during_a_narrated_analyze_exits_130(
+    pty_env: dict[str, str], openai_server: ScriptedOpenAI
+) -> None:
+    openai_server.chunk_delay = 0.05
+    openai_server.queue(text("Thinking " + " ".join(f"word{i}" for i in range(400))))
+    child = command(pty_env, "analyze", "AAPL")
+    child.expect_exact("word2", timeout=TIMEOUT)
+    child.sendintr()
+    output, status = finish(child)
+    assert status == 130
+    assert "Traceback" not in output

@@ -481,6 +481,53 @@ def test_redis_unreachable(cli_env: dict[str, str], args: list[str]) -> None:
     assert "s3cret" not in debug.stdout + debug.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["profile", "set", "colour", "red"],
+            "error: Invalid value for 'FIELD': 'colour' is not one of 'preferred_symbols', "
+            "'alert_threshold', 'portfolio_size', 'notes'. (see `stock-agent profile set --help`)",
+        ),
+        (
+            ["analyze", "AAPL", "--bogus"],
+            "error: No such option '--bogus'. Did you mean '--user'? "
+            "(see `stock-agent analyze --help`)",
+        ),
+        (
+            ["sessions", "show"],
+            "error: Missing argument 'ID'. (see `stock-agent sessions show --help`)",
+        ),
+        (["bogus"], "error: No such command 'bogus'. (see `stock-agent --help`)"),
+    ],
+)
+def test_usage_errors_are_one_line(cli_env: dict[str, str], args: list[str], line: str) -> None:
+    result = run(cli_env, *args)
+    assert one_error_line(result, 2) == line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "start"),
+    [
+        (
+            {"STOCK_AGENT_SESSION_TTL": "abc"},
+            ["profile", "show"],
+            "error: STOCK_AGENT_SESSION_TTL must be a whole number, got 'abc'",
+        ),
+        (
+            {"STOCK_AGENT_DATA_DIR": "/nonexistent/market"},
+            ["analyze", "AAPL"],
+            "error: offline data folder /nonexistent/market does not exist",
+        ),
+    ],
+)
+def test_bad_configuration(
+    cli_env: dict[str, str], env: dict[str, str], args: list[str], start: str
+) -> None:
+    assert one_error_line(run({**cli_env, **env}, *args), 2).startswith(start)
+
+
 # --------------------------------------------------------------------------- sessions
 
 
@@ -582,6 +629,27 @@ def test_store_status(cli_env: dict[str, str], valkey: Any) -> None:
     assert out.splitlines()[0].startswith("store ")
     assert "external" in out and valkey.url in out
     assert "1 profiles" in out
+
+
+def test_embedded_store_status_stop_and_restart(cli_env: dict[str, str], short_tmp: Path) -> None:
+    """Without REDIS_URL the app runs its own Valkey under STOCK_AGENT_HOME; data outlives it."""
+    home = short_tmp / "emb"
+    env = {k: v for k, v in cli_env.items() if k != "REDIS_URL"}
+    env["STOCK_AGENT_HOME"] = str(home)
+    try:
+        ok(run(env, "profile", "add-symbol", "AAPL"))
+        status = json.loads(ok(run(env, "store", "status", "--json")))
+        assert status["kind"] == "embedded"
+        assert status["url"] == f"unix://{home}/valkey.sock"
+        assert status["append_only"] is True
+        assert status["keys"]["profile"] == 1
+        assert ok(run(env, "store", "stop")) == f"embedded store stopped ({home})\n"
+        assert ok(run(env, "store", "stop")) == f"embedded store was not running ({home})\n"
+        # The next command starts it again, with the profile still there.
+        shown = json.loads(ok(run(env, "profile", "show", "--json")))
+        assert shown["preferred_symbols"] == ["AAPL"]
+    finally:
+        run(env, "store", "stop")
 
 
 def test_store_stop_with_an_external_store(cli_env: dict[str, str]) -> None:
