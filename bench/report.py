@@ -201,3 +201,42 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def machine_summary(info: dict[str, Any]) -> str:
+    packages = info.get("packages") or {}
+    shown = ", ".join(
+        f"{name} {packages[name]}"
+        for name in ("langchain", "langchain-core", "langchain-community", "langgraph", "redis")
+        if packages.get(name)
+    )
+    return "\n".join(
+        [
+            f"- date: {info.get('date')}, git {info.get('git')}",
+            f"- CPU: {info.get('cpu')}, {info.get('cores')} cores "
+            f"({info.get('cores_usable')} usable); {info.get('os')}",
+            f"- load average (1/5/15 min) at start {info.get('load_average_at_start')}, "
+            f"at end {info.get('load_average_at_end')}",
+            f"- Python {info.get('python')}, Valkey {info.get('valkey')} ({info.get('server_mode')})",
+            f"- {shown}",
+        ]
+    )
+
+
+def update_readme(readme: Path, rendered: str, info: dict[str, Any], mode: str, out: Path) -> None:
+    """Replace the text between the `latest-run` markers with this run's table and machine."""
+    start, end = "<!-- latest-run -->", "<!-- /latest-run -->"
+    text = readme.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} section")
+    try:
+        shown_out = out.resolve().relative_to(REPO)
+    except ValueError:
+        shown_out = out
+    body = (
+        f"`python -m bench{' --quick' if mode == 'quick' else ''}` ({mode} mode), "
+        f"JSON in `{shown_out}`:\n\n{machine_summary(info)}\n\n```text\n{rendered}\n```"
+    )
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{body}\n{end}{tail}", encoding="utf-8")

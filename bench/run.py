@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, BenchServer, Context, Result, ServerCounters, Sizes
-from bench.report import cell, load_average, machine_info, misses, table, write_json
+from bench.report import (
+    cell,
+    load_average,
+    machine_info,
+    misses,
+    table,
+    update_readme,
+    write_json,
+)
 
 # (name, module, what it measures), in the order they run and are printed
 BENCHMARKS = (
@@ -51,6 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         metavar="NAMES",
         help=f"comma-separated subset of: {', '.join(name for name, _, _ in BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="put this run's table and machine into bench/README.md (section 'Latest full run')",
     )
     args = parser.parse_args(argv)
     known = {name for name, _, _ in BENCHMARKS}
@@ -133,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    rendered = table(results)
     print()
-    print(table(results))
+    print(rendered)
     missed = misses(results)
     failed = [r for r in results if r.error]
     print()
@@ -165,4 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_json(args.out, payload)
     print(f"\nwrote {args.out} ({payload['seconds']:.0f} s)")
+    if args.update_readme:
+        readme = REPO / "bench" / "README.md"
+        update_readme(readme, rendered, info, payload["mode"], args.out)
+        print(f"updated {readme}")
     return 1 if failed else 0

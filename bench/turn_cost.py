@@ -90,8 +90,9 @@ def run(ctx: Context) -> Result:
                 samples[side].append(_turn(ctx, counter, agent, session, i))
 
         idle: list[dict[str, Any]] = []
+        simulated = True
         for i in range(max(3, sizes.turn_samples // 10)):
-            _expire_health_checks(sides.client)
+            simulated = _expire_health_checks(sides.client) > 0 and simulated
             idle.append(_turn(ctx, counter, sides.project, "tc-idle", i))
         sides.client.close()
 
@@ -113,8 +114,9 @@ def run(ctx: Context) -> Result:
         Row(GROUP, "first turn on a cold pool: round trips", "", first["round_trips"], b_rt,
             note=f"{first['server_connections']} new connection; script loaded once"),
         Row(GROUP, "turn after >30 s idle: round trips", "", idle_rt, b_rt,
-            "<= 2", met_if(idle_rt, lambda v: v <= 2),
-            "health-check PING (health_check_interval=30)" if idle_rt.median > 2 else ""),
+            "<= 2", met_if(idle_rt, lambda v: v <= 2) if simulated else None,
+            ("health-check PING (health_check_interval=30)" if idle_rt.median > 2 else "")
+            if simulated else "could not simulate: redis-py's pool internals changed"),
         Row(GROUP, "time in history per turn (factory+load+save)", "ms",
             stat("project", "history_ms"), stat("baseline", "history_ms")),
         Row(GROUP, "time in Redis I/O per turn", "ms", stat("project", "redis_io_ms"),
