@@ -315,3 +315,49 @@ def test_interrupt_ends_a_piped_chat_with_130(
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] in ("aborted", "interrupted")
     assert sessions(model_env) == []  # the interrupted exchange was not saved
+
+
+def test_text_before_a_tool_call_stays_its_own_paragraph(
+    model_env: dict[str, str], openai_server: ScriptedOpenAI
+) -> None:
+    openai_server.queue(
+        tool_call("analyze_stocks", {"symbols": ["TSLA"]}, content="Let me check TSLA."),
+        text("TSLA fell 6.1%."),
+    )
+    result = chat(model_env, "how is TSLA?\n", "--new")
+    assert result.stdout == "Let me check TSLA.\n\nTSLA fell 6.1%.\n"
+    assert openai_server.rejected == []
+
+
+def test_the_model_sees_at_most_the_window(
+    model_env: dict[str, str], openai_server: ScriptedOpenAI
+) -> None:
+    openai_server.queue(*(text(f"Answer {n}.") for n in range(1, 6)))
+    env = {**model_env, "STOCK_AGENT_HISTORY_WINDOW": "4"}
+    stdin = "".join(f"question {n}\n" for n in range(1, 6))
+    assert chat(env, stdin, "--new").returncode == 0
+    assert [len(r["messages"]) for r in openai_server.requests] == [2, 4, 6, 6, 6]
+    assert conversation(openai_server.requests[-1]) == [
+        ("user", "question 3"),
+        ("assistant", "Answer 3."),
+        ("user", "question 4"),
+        ("assistant", "Answer 4."),
+        ("user", "question 5"),
+    ]
+    assert [s["messages"] for s in sessions(env)] == [4]
+
+
+def test_sessions_belong_to_their_user_and_expire(
+    model_env: dict[str, str], openai_server: ScriptedOpenAI, redis_client: Any
+) -> None:
+    openai_server.queue(text("For alice."), text("For bob."))
+    assert chat(model_env, "alice here\n", "--session", "shared-name").returncode == 0
+    # Bob has no session to resume: his chat starts a new one and never sees alice's.
+    assert chat(model_env, "bob here\n", "--user", "bob").returncode == 0
+    assert conversation(openai_server.requests[-1]) == [("user", "bob here")]
+    [bobs] = json.loads(cli(model_env, "sessions", "list", "--json", "--user", "bob"))
+    assert bobs["session_id"] != "shared-name"
+
+    # A session whose messages expired drops out of the list.
+    redis_client.delete("agent:memory:test_agent:alice:shared-name:messages")
+    assert sessions(model_env) == []

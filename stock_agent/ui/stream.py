@@ -112,8 +112,12 @@ class StreamRenderer(BaseCallbackHandler):
                 args = parsed if isinstance(parsed, dict) else {}
             except (TypeError, ValueError):
                 args = {}
-        if self.text and not self.text.endswith("\n"):
-            self.text += "\n\n"
+        with self._lock:
+            # Text the model wrote before calling a tool ends its paragraph, on a pipe too.
+            if self.text and not self.text.endswith("\n"):
+                self.text += "\n\n"
+                if self.plain:
+                    self.out.write("\n\n")
         self.set_status(f"running {describe_tool_call(name, args)}")
 
     def on_fetch(self, event: FetchEvent) -> None:
