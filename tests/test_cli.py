@@ -399,6 +399,22 @@ def test_analyze_narrated_by_the_model(
     assert "threshold" in tool_output  # the alert from the profile reached the model
 
 
+def test_analyze_unknown_symbol_with_a_model(
+    model_env: dict[str, str], openai_server: ScriptedOpenAI
+) -> None:
+    line = one_error_line(run(model_env, "analyze", "ZZZZ"), 4)
+    assert line.startswith("error: unknown symbol ZZZZ")
+    assert openai_server.requests == []  # the model is not asked about nothing
+
+    openai_server.queue(tool_call("analyze_stocks", {"symbols": ["AAPL"]}), text("AAPL is fine."))
+    result = run(model_env, "analyze", "AAPL", "ZZZZ")
+    assert result.returncode == 4
+    assert result.stdout == "AAPL is fine.\n"
+    assert result.stderr.startswith("error: unknown symbol ZZZZ") and result.stderr.count("\n") == 1
+    request = openai_server.requests[0]["messages"][-1]["content"]
+    assert "AAPL" in request and "ZZZZ" not in request
+
+
 def test_analyze_no_llm_and_json_ignore_the_model(
     model_env: dict[str, str], openai_server: ScriptedOpenAI
 ) -> None:
@@ -526,6 +542,27 @@ def test_bad_configuration(
     cli_env: dict[str, str], env: dict[str, str], args: list[str], start: str
 ) -> None:
     assert one_error_line(run({**cli_env, **env}, *args), 2).startswith(start)
+
+
+def test_redis_refusing_the_credentials(cli_env: dict[str, str], valkey: Any) -> None:
+    env = {**cli_env, "REDIS_URL": f"redis://bob:s3cret@127.0.0.1:{valkey.port}/0"}
+    result = run(env, "profile", "show")
+    line = one_error_line(result, 3)
+    assert f"redis://bob:***@127.0.0.1:{valkey.port}/0" in line
+    assert "refused the credentials" in line and "REDIS_URL" in line
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="store/connection.py: a REDIS_URL naming a database the server does not have ends in "
+    "'error: ResponseError: DB index is out of range', exit 1, without the URL or a fix",
+)
+def test_redis_url_with_a_database_the_server_lacks(cli_env: dict[str, str], valkey: Any) -> None:
+    url = f"redis://127.0.0.1:{valkey.port}/99"
+    result = run({**cli_env, "REDIS_URL": url}, "profile", "show")
+    line = one_error_line(result, 2 if result.returncode == 2 else 3)  # a setting or the store
+    assert url in line and "REDIS_URL" in line
 
 
 # --------------------------------------------------------------------------- sessions

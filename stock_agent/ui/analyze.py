@@ -58,13 +58,16 @@ def run_analyze(app: App, user_id: str, symbols: list[str], *, as_json: bool, no
     chosen = resolve_symbols(symbols, profile)
     narrate = not as_json and not no_llm and app.settings.model_configured
 
-    if narrate:
-        return _narrate(app, user_id, chosen, profile)
-
+    # Computed first even when the model narrates: a symbol the data source does not know fails
+    # here in one line, before the model is asked, and the agent's tool call then reads the
+    # analyses back from the cache.
     results, errors = computed_analyses(app, chosen, profile)
     if not results and len(errors) == 1:
         raise errors[0]
-    if as_json:
+    if narrate:
+        if results:
+            _narrate(app, user_id, [r["symbol"] for r in results], profile)
+    elif as_json:
         click.echo(json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False))
     else:
         from rich.console import Console
@@ -83,7 +86,7 @@ def run_analyze(app: App, user_id: str, symbols: list[str], *, as_json: bool, no
     return 0
 
 
-def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> int:
+def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> None:
     from rich.console import Console
 
     from stock_agent.agent.prompts import analyze_request
@@ -97,4 +100,3 @@ def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> in
         answer = agent.run_once(analyze_request(symbols), profile=profile, callbacks=[renderer])
     if not renderer.text.strip() and answer:  # a model that did not stream
         click.echo(answer)
-    return 0
