@@ -79,9 +79,18 @@ def make_client(url: str, max_connections: int = 32) -> redis.Redis:
         "retry_on_timeout": True,
         "socket_connect_timeout": 5,
         "socket_timeout": 10,
+        # A connection idle for longer than this is PINGed before its next command: one extra
+        # round trip on the first turn after a pause, the price of finding a dead connection
+        # before a write rather than by retrying the write.
         "health_check_interval": 30,
         "client_name": "stock-agent",
     }
+    try:  # redis-py >= 6.4 asks every new connection for maintenance notifications; Valkey refuses
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    except ImportError:
+        pass
     if not url.startswith("unix:"):
         options["socket_keepalive"] = True  # a TCP option; unix sockets refuse it
     return redis.Redis.from_url(url, **options)
