@@ -13,7 +13,7 @@ from stock_agent.config import Settings
 from stock_agent.store.keys import KeySpace
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     import redis
 
@@ -63,9 +63,13 @@ class App:
         )
 
     def chat_agent(
-        self, user_id: str, listener: Callable[[FetchEvent], None] | None = None
+        self,
+        user_id: str,
+        listener: Callable[[FetchEvent], None] | None = None,
+        only_tools: Collection[str] | None = None,
     ) -> ChatAgent:
-        """The agent for one user (its profile tools are bound to that user)."""
+        """The agent for one user (its profile tools are bound to that user). `only_tools` keeps
+        a subset, so a one-shot job does not send every tool's schema with every request."""
         from stock_agent.agent.agent import ChatAgent, build_graph, redis_history_factory
         from stock_agent.agent.model import build_model, explain_model_error
         from stock_agent.agent.tools import ToolContext, build_tools
@@ -74,6 +78,8 @@ class App:
         tools = build_tools(
             ToolContext(service=self.market(listener), profiles=self.profiles, user_id=user_id)
         )
+        if only_tools is not None:
+            tools = [t for t in tools if t.name in only_tools]
         history = redis_history_factory(
             self.client,
             self.keys,

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from stock_agent.app import App
     from stock_agent.store.profile import Profile
 
+NARRATION_TOOLS = ("analyze_stocks", "compare_stocks")
 ENABLE_NARRATION = "note: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server) to have the agent narrate this analysis"
 
 
@@ -95,7 +96,8 @@ def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> No
     interactive = sys.stdout.isatty()
     console = Console(highlight=False) if interactive else None
     renderer = StreamRenderer(console, plain=not interactive)
-    agent = app.chat_agent(user_id, listener=renderer.on_fetch)
+    # The profile is in the system prompt; this job needs only the analysis tools.
+    agent = app.chat_agent(user_id, listener=renderer.on_fetch, only_tools=NARRATION_TOOLS)
     with renderer:
         answer = agent.run_once(analyze_request(symbols), profile=profile, callbacks=[renderer])
     if not renderer.text.strip() and answer:  # a model that did not stream

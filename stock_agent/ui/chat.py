@@ -151,7 +151,7 @@ def _interactive(state: ChatState, resumed: bool) -> None:
         history = FileHistory(str(app.settings.home / "chat_input_history"))
     except OSError:
         history = InMemoryHistory()
-    prompt = PromptSession(history=history)
+    prompt: PromptSession[str] = PromptSession(history=history)
 
     how = "resumed" if resumed else "new"
     console.print(

@@ -88,7 +88,11 @@ class StreamRenderer(BaseCallbackHandler):
                 self._refresh()
 
     # -- LangChain callbacks
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if not isinstance(token, str):  # content blocks from some providers
+            token = "".join(
+                b.get("text", "") if isinstance(b, dict) else str(b) for b in token or []
+            )
         if not token:
             return
         with self._lock:
