@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from tests.openai_server import ScriptedOpenAI, error, text, tool_call
-
-pexpect = pytest.importorskip("pexpect")
 
 TIMEOUT = 10  # seconds, for every expect
 PROMPT = "you>"  # prompt_toolkit draws the space after it with a cursor move
