@@ -553,11 +553,6 @@ def test_redis_refusing_the_credentials(cli_env: dict[str, str], valkey: Any) ->
     assert "s3cret" not in result.stdout + result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/connection.py: a REDIS_URL naming a database the server does not have ends in "
-    "'error: ResponseError: DB index is out of range', exit 1, without the URL or a fix",
-)
 def test_redis_url_with_a_database_the_server_lacks(cli_env: dict[str, str], valkey: Any) -> None:
     url = f"redis://127.0.0.1:{valkey.port}/99"
     result = run({**cli_env, "REDIS_URL": url}, "profile", "show")

@@ -118,6 +118,11 @@ def get_client(settings: Settings, check: bool = True) -> redis.Redis:
                 ) from exc
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 raise unreachable(url, exc) from exc
+            except redis.ResponseError as exc:  # e.g. SELECT of a database the server lacks
+                raise StoreUnavailable(
+                    f"Redis at {mask_url(url)} refused the connection: {exc}",
+                    fix="check the database number and options in REDIS_URL",
+                ) from exc
         _CLIENTS[key] = client
         return client
 
