@@ -45,7 +45,7 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False))
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT, invoke_without_command=True)
 @click.version_option(__version__, "-V", "--version", prog_name="stock-agent")
 @user_option
 @click.option(
@@ -70,6 +70,9 @@ def cli(ctx: click.Context, user: str | None, data_dir: Any, debug: bool) -> Non
     With no REDIS_URL an embedded Valkey server keeps the memory under STOCK_AGENT_HOME.
     """
     ctx.obj = {"user": user, "data_dir": data_dir, "debug": debug}
+    if ctx.invoked_subcommand is None:  # plain `stock-agent`: the help, not a usage error
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     if debug:
         import logging
 

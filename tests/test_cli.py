@@ -74,10 +74,11 @@ def csv_closes(symbol: str) -> tuple[str, list[float]]:
 
 def test_help_lists_every_command(cli_env: dict[str, str]) -> None:
     out = ok(run(cli_env, "--help"))
-    assert out.startswith("Usage: stock-agent [OPTIONS] COMMAND [ARGS]...")
+    assert out.startswith("Usage: stock-agent [OPTIONS] [COMMAND] [ARGS]...")
     for command in ("analyze", "cache", "chat", "doctor", "profile", "sessions", "store"):
         assert f"\n  {command} " in out
     assert ok(run(cli_env, "-h")) == out
+    assert ok(run(cli_env)) == out  # plain `stock-agent` is the help, exit 0
 
 
 @pytest.mark.parametrize(
