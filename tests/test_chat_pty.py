@@ -98,7 +98,7 @@ def test_banner_answer_and_slash_commands(
     openai_server.queue(text("Markets are calm today."))
 
     chat = spawn("--new")
-    banner = chat.expect(r"user alice · new session ([A-Za-z0-9_.@-]+) · model test-model")
+    banner = chat.expect(r"user alice · session ([A-Za-z0-9_.@-]+) new · model test-model")
     session_id = banner.group(1)
     chat.prompt()
 
@@ -229,7 +229,7 @@ def test_resuming_a_session_says_so(
     assert chat.leave_with_ctrl_d() == 0
 
     again = spawn()  # no --session: the latest live session
-    again.expect_exact("resumed session kept")
+    again.expect_exact("session kept resumed (2 messages)")
     again.prompt()
     again.say("/history")
     again.expect_exact("agent> First.")

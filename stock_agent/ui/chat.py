@@ -153,9 +153,12 @@ def _interactive(state: ChatState, resumed: bool) -> None:
         history = InMemoryHistory()
     prompt: PromptSession[str] = PromptSession(history=history)
 
-    how = "resumed" if resumed else "new"
+    how = "new"
+    if resumed:
+        count = app.client.llen(app.keys.messages(state.user_id, state.session_id))
+        how = f"resumed ({count} messages)" if count else "new"
     console.print(
-        f"[bold]stock-agent[/] · user [cyan]{state.user_id}[/] · {how} session [cyan]{state.session_id}[/] "
+        f"[bold]stock-agent[/] · user [cyan]{state.user_id}[/] · session [cyan]{state.session_id}[/] {how} "
         f"· model {app.settings.model} · /help for commands, Ctrl-D to leave"
     )
     while True:
