@@ -1,6 +1,6 @@
 """5. What a one-shot narrated analysis sends to the model.
 
-The app's own path (`App.chat_agent(...).run_once(analyze_request(symbols))`, as
+The app's own path (`App.chat_agent(..., only_tools=NARRATION_TOOLS).run_once(...)`, as
 `stock-agent analyze` does with a model configured) runs against the ScriptedOpenAI server
 (tests/openai_server.py) over loopback, with offline market data (examples/market) and a profile
 with a watchlist, an alert threshold and a portfolio size. The model is scripted:
@@ -70,6 +70,7 @@ def run(ctx: Context) -> Result:
     from stock_agent.app import App
     from stock_agent.config import Settings
     from stock_agent.store import connection
+    from stock_agent.ui.analyze import NARRATION_TOOLS
     from tests.openai_server import ScriptedOpenAI, text, tool_call
 
     narration = "AAPL: price 196.4, up 2.1% this week; trend up, RSI 61; no alert. " * 12
@@ -104,7 +105,7 @@ def run(ctx: Context) -> Result:
             for name, (symbols, script) in cases.items():
                 start = len(server.requests)
                 server.queue(*script)
-                agent = app.chat_agent(USER)
+                agent = app.chat_agent(USER, only_tools=NARRATION_TOOLS)
                 agent.run_once(analyze_request(symbols), profile=app.profiles.get(USER))
                 if server.rejected:
                     raise RuntimeError(
@@ -116,6 +117,13 @@ def run(ctx: Context) -> Result:
         finally:
             connection.reset_clients()
 
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from stock_agent.agent.tools import ToolContext, build_tools
+
+    chat_schemas = [
+        convert_to_openai_tool(t) for t in build_tools(ToolContext(None, None, USER))  # type: ignore[arg-type]
+    ]
     result = Result("tokens")
     raw = {symbol: raw_frame_chars(symbol) for symbol in FIVE}
     for name, requests in measured.items():
@@ -137,6 +145,10 @@ def run(ctx: Context) -> Result:
             first["tool_schema_chars"])
     )  # fmt: skip
     result.rows.append(Row(GROUP, "of each request: system prompt", "chars", first["system_chars"]))
+    result.rows.append(
+        Row(GROUP, f"a chat request's tool schemas (all {len(chat_schemas)} tools)", "chars",
+            len(json.dumps(chat_schemas, separators=(",", ":"))))
+    )  # fmt: skip
 
     per_symbol = _per_symbol_results(measured)
     largest_symbol = max(per_symbol["analyze_stocks"], key=per_symbol["analyze_stocks"].get)
