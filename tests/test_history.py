@@ -459,3 +459,25 @@ def test_both_can_append_to_the_same_session(valkey, redis_client):
         ours.add_messages(turn(3))
         assert theirs.messages == turn(1) + turn(2, tools=1) + turn(3)
     assert ours.messages == turn(1) + turn(2, tools=1) + turn(3)
+
+
+def test_a_retried_save_appends_nothing_twice(redis_client):
+    """`retry_on_timeout` may send the same script call again after the server ran it: when
+    the turn's last message has an id (the agent's answers always do), the repeat is a no-op."""
+    hist = history(redis_client)
+    exchange = [HumanMessage("question"), AIMessage("answer", id="answer-1")]
+    hist.add_messages(exchange)
+    hist.add_messages(exchange)  # the retry
+    assert hist.messages == exchange
+    # A new answer (a new id) to the same question is a new turn.
+    hist.add_messages([HumanMessage("question"), AIMessage("answer", id="answer-2")])
+    assert len(hist.messages) == 4
+
+
+def test_the_same_exchange_without_ids_is_kept_each_time(redis_client):
+    """Without an id nothing tells a retry from a user repeating themselves: keep both."""
+    hist = history(redis_client)
+    exchange = [HumanMessage("hi"), AIMessage("Hello!")]
+    hist.add_messages(exchange)
+    hist.add_messages(exchange)
+    assert hist.messages == exchange + exchange

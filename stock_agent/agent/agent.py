@@ -16,6 +16,7 @@ the next turn's request stays small.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -70,11 +71,12 @@ def redis_history_factory(
 
 
 def final_answer(messages: Sequence[BaseMessage]) -> AIMessage:
-    """The last assistant message, as plain text to keep in memory (no tool calls, no metadata)."""
+    """The last assistant message, as plain text to keep in memory (no tool calls, no metadata).
+    Its unique id lets the history recognise a retried save."""
     for message in reversed(messages):
         if isinstance(message, AIMessage) and not message.tool_calls:
-            return AIMessage(content=message.text)
-    return AIMessage(content="")
+            return AIMessage(content=message.text, id=f"answer-{uuid.uuid4().hex}")
+    return AIMessage(content="", id=f"answer-{uuid.uuid4().hex}")
 
 
 class ChatAgent:

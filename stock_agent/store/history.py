@@ -27,11 +27,16 @@ if TYPE_CHECKING:
     from stock_agent.store.keys import KeySpace
 
 # KEYS[1] = messages list, KEYS[2] = the user's session index
-# ARGV[1] = ttl, ARGV[2] = window, ARGV[3] = now, ARGV[4] = session id, ARGV[5..] = messages, oldest first
+# ARGV[1] = ttl, ARGV[2] = window, ARGV[3] = now, ARGV[4] = session id,
+# ARGV[5] = "1" when the last message has an id, ARGV[6..] = messages, oldest first
 _APPEND_TURN = """
 local key, index = KEYS[1], KEYS[2]
 local ttl, window, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 5, #ARGV do redis.call('LPUSH', key, ARGV[i]) end
+-- A call retried after its reply was lost (retry on timeout) finds its last message, which
+-- carries a unique id, already on top: the turn is not appended twice.
+if not (ARGV[5] == '1' and redis.call('LINDEX', key, 0) == ARGV[#ARGV]) then
+  for i = 6, #ARGV do redis.call('LPUSH', key, ARGV[i]) end
+end
 local n = redis.call('LLEN', key)
 local function is_human(item)
   local ok, m = pcall(cjson.decode, item)
@@ -124,7 +129,8 @@ class SessionHistory(BaseChatMessageHistory):
         return trim_to_turn_start(decoded) if len(raw) >= self.window else decoded
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Append a turn atomically (append, trim at a turn boundary, TTL, index): one round trip."""
+        """Append a turn atomically (append, trim at a turn boundary, TTL, index): one round trip.
+        When the last message has an id, repeating the same call appends nothing (safe to retry)."""
         if not messages:
             return
         self._append(
@@ -134,6 +140,7 @@ class SessionHistory(BaseChatMessageHistory):
                 self.window,
                 repr(self.clock()),
                 self.session_id,
+                "1" if messages[-1].id else "0",
                 *(encode(m) for m in messages),
             ],
         )
