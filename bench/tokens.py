@@ -122,7 +122,8 @@ def run(ctx: Context) -> Result:
     from stock_agent.agent.tools import ToolContext, build_tools
 
     chat_schemas = [
-        convert_to_openai_tool(t) for t in build_tools(ToolContext(None, None, USER))  # type: ignore[arg-type]
+        convert_to_openai_tool(t)
+        for t in build_tools(ToolContext(None, None, USER))  # type: ignore[arg-type]
     ]
     result = Result("tokens")
     raw = {symbol: raw_frame_chars(symbol) for symbol in FIVE}

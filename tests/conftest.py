@@ -37,13 +37,20 @@ class ValkeyProcess:
         self.proc = subprocess.Popen(
             [
                 str(get_binary_path()),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(directory),
-                "--save", "",
-                "--appendonly", "no",
-                "--protected-mode", "yes",
-                "--maxmemory-policy", "volatile-lru",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--maxmemory-policy",
+                "volatile-lru",
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -112,7 +119,11 @@ def settings(valkey: ValkeyProcess, redis_client, short_tmp: Path) -> Iterator[S
 @pytest.fixture
 def cli_env(valkey: ValkeyProcess, redis_client, short_tmp: Path) -> dict[str, str]:
     """Environment for running `stock-agent` as a subprocess against the test server, offline."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "STOCK_AGENT_", "REDIS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "STOCK_AGENT_", "REDIS_"))
+    }
     env.update(
         REDIS_URL=valkey.url,
         STOCK_AGENT_USER="alice",
