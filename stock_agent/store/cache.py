@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stock_agent.errors import StoreUnavailable, UnknownSymbol
-from stock_agent.store.keys import glob_escape
 
 if TYPE_CHECKING:
     import redis
@@ -257,7 +256,7 @@ class ExecutionCache:
         Returns the number of cached results deleted. Memory and profiles are not touched."""
         try:
             deleted = self._delete_matching(self._keys.cache_pattern())
-            self._delete_matching(self._lock_pattern())
+            self._delete_matching(self._keys.cache_lock_pattern())
             self._client.delete(self._keys.cache_stats())
         except self._errors as exc:
             raise _unavailable(exc) from exc
@@ -271,9 +270,6 @@ class ExecutionCache:
             )
         except self._errors as exc:
             raise _unavailable(exc) from exc
-
-    def _lock_pattern(self) -> str:
-        return f"{glob_escape(self._keys.root)}:execution_cache_lock:*"
 
     def _delete_matching(self, pattern: str) -> int:
         deleted = 0

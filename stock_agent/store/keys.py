@@ -102,6 +102,10 @@ class KeySpace:
         """SCAN pattern of every cached result of this agent (no user text in it)."""
         return f"{glob_escape(self.root)}:execution_cache:*"
 
+    def cache_lock_pattern(self) -> str:
+        """SCAN pattern of every cache lock of this agent."""
+        return f"{glob_escape(self.root)}:execution_cache_lock:*"
+
     def agent_pattern(self) -> str:
         """SCAN pattern of every key of this agent (admin commands only, never a request path)."""
         return f"{glob_escape(self.root)}:*"
