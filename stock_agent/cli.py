@@ -380,7 +380,11 @@ def store_stop(ctx: click.Context) -> None:
 @user_option
 @click.pass_context
 def doctor(ctx: click.Context, user: str | None) -> None:
-    """Check the configuration, the store, the model settings and the data source."""
+    """Check the configuration, the store, the model server and the data source.
+
+    The model server is asked for its model list (no tokens are spent). Exits 1 when something
+    needed fails; a missing model is only a warning (analyze works without one).
+    """
     from stock_agent.ui.doctor import run_doctor
 
     app, user_id = get_app(ctx, user)

@@ -698,17 +698,52 @@ def doctor_lines(out: str) -> dict[str, tuple[str, str]]:
     return rows
 
 
-def test_doctor_when_all_is_well(model_env: dict[str, str], valkey: Any) -> None:
+def test_doctor_when_all_is_well(
+    model_env: dict[str, str], valkey: Any, openai_server: ScriptedOpenAI
+) -> None:
     secret = "sk-doctor-Hq93kLmN"
+    openai_server.api_key = secret  # the server takes this key, and lists test-model
     result = run({**model_env, "OPENAI_API_KEY": secret}, "doctor")
     rows = doctor_lines(ok(result))
     assert set(rows) == {"store", "model", "data", "config", "versions"}
     assert all(state == "ok" for state, _ in rows.values()), rows
     assert valkey.url in rows["store"][1]
     assert "test-model" in rows["model"][1] and "OPENAI_API_KEY set" in rows["model"][1]
+    assert rows["model"][1].endswith("server reachable")
+    assert [r.path for r in openai_server.records] == ["/v1/models"]  # no tokens spent
     assert "AAPL" in rows["data"][1] and "TSLA" in rows["data"][1]
     assert "user alice" in rows["config"][1]
     assert secret not in result.stdout + result.stderr and "Hq93" not in result.stdout
+
+
+def test_doctor_fails_when_the_model_server_refuses_the_key(
+    model_env: dict[str, str], openai_server: ScriptedOpenAI
+) -> None:
+    secret = "sk-wrong-Zx81QpRt"
+    result = run({**model_env, "OPENAI_API_KEY": secret}, "doctor")
+    assert result.returncode == 1, result.stdout
+    rows = doctor_lines(result.stdout)
+    assert rows["model"][0] == "FAIL" and "refused the API key" in rows["model"][1]
+    assert secret not in result.stdout + result.stderr and "Zx81" not in result.stdout
+
+
+def test_doctor_fails_when_the_model_server_is_unreachable(cli_env: dict[str, str]) -> None:
+    env = {
+        **cli_env,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+        "OPENAI_API_KEY": "k",
+    }
+    result = run(env, "doctor")
+    assert result.returncode == 1, result.stdout
+    rows = doctor_lines(result.stdout)
+    assert rows["model"][0] == "FAIL" and "cannot reach the model server" in rows["model"][1]
+
+
+def test_doctor_warns_when_the_server_does_not_serve_the_model(model_env: dict[str, str]) -> None:
+    result = run({**model_env, "STOCK_AGENT_MODEL": "gpt-nonexistent"}, "doctor")
+    rows = doctor_lines(ok(result))
+    assert rows["model"][0] == "warn"
+    assert "does not list 'gpt-nonexistent'" in rows["model"][1]
 
 
 def test_doctor_without_a_model_warns_but_passes(cli_env: dict[str, str]) -> None:

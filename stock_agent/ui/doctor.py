@@ -12,6 +12,7 @@ from stock_agent.errors import StockAgentError
 
 if TYPE_CHECKING:
     from stock_agent.app import App
+    from stock_agent.config import Settings
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -21,6 +22,34 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def check_model_server(settings: Settings, timeout: float = 5.0) -> tuple[str, str]:
+    """Ask the model server for its model list: is it there, does it take the key, does it
+    serve the configured model? (One small request; no tokens are spent.)"""
+    if ":" in settings.model and not settings.model.startswith("openai:"):
+        return OK, "another provider: not checked"
+    import openai
+
+    from stock_agent.agent.model import explain_model_error
+
+    client = openai.OpenAI(
+        api_key=settings.openai_api_key or "not-needed",
+        base_url=settings.openai_base_url,
+        max_retries=0,
+        timeout=timeout,
+    )
+    try:
+        served = [m.id for m in client.models.list()]
+    except openai.NotFoundError:
+        return OK, "server reachable (it does not list its models)"
+    except openai.OpenAIError as exc:
+        explained = explain_model_error(exc, settings)
+        return FAIL, str(explained) if explained else type(exc).__name__
+    name = settings.model.removeprefix("openai:")
+    if served and name not in served:
+        return WARN, f"server reachable, but it does not list {name!r}"
+    return OK, "server reachable"
 
 
 def run_doctor(app: App, user_id: str) -> int:
@@ -44,7 +73,8 @@ def run_doctor(app: App, user_id: str) -> int:
     if s.model_configured:
         key = "set" if s.openai_api_key else "not set (not needed by most local servers)"
         base = s.openai_base_url or "https://api.openai.com/v1 (default)"
-        checks.append((OK, "model", f"{s.model} via {base}; OPENAI_API_KEY {key}"))
+        state, answer = check_model_server(s)
+        checks.append((state, "model", f"{s.model} via {base}; OPENAI_API_KEY {key}; {answer}"))
     else:
         checks.append(
             (
