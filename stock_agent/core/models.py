@@ -1,0 +1,361 @@
+"""The typed domain models that every layer passes around: providers and the analysis return
+them; the services, tools, renderers, the cache and `--json` read the same fields.
+
+Each model is a frozen dataclass with `to_dict()` (the stable JSON form: `analyze --json`
+items are `Analysis.to_dict()`) and `from_dict()` (strict: a shape that does not fit raises
+`ModelError`, so the cache treats it as a miss). `schema_version(Model)` is derived from the
+field names and types, so a cache entry written by an older shape is never served.
+Stdlib only: a cache hit needs neither numpy nor pandas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
+
+M = TypeVar("M", bound="Model")
+
+
+class ModelError(ValueError):
+    """Data that does not have the shape of the model (e.g. a stale or corrupt cache entry)."""
+
+
+class Model:
+    """Base of the domain models: `to_dict`, `from_dict` and JSON names for fields."""
+
+    # field name -> JSON name, where a JSON name is not an identifier ("1d")
+    json_names: ClassVar[dict[str, str]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            out[self.json_names.get(f.name, f.name)] = _dump(getattr(self, f.name))
+        return out
+
+    @classmethod
+    def from_dict(cls: type[M], data: Any) -> M:
+        if not isinstance(data, dict):
+            raise ModelError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+        values: dict[str, Any] = {}
+        for name, hint, has_default in _fields(cls):
+            key = cls.json_names.get(name, name)
+            if key not in data:
+                if has_default:
+                    continue
+                raise ModelError(f"{cls.__name__}: missing {key!r}")
+            values[name] = _load(hint, data[key], f"{cls.__name__}.{key}")
+        return cls(**values)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Model):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_dump(v) for v in value]
+    return value
+
+
+@cache
+def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (
+            f.name,
+            hints[f.name],
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
+
+
+def _load(hint: Any, value: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _load(option, value, where)
+            except ModelError as exc:
+                errors.append(str(exc))
+        raise ModelError(errors[0] if errors else f"{where}: unexpected {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise ModelError(f"{where}: expected a list")
+        (item,) = get_args(hint)[:1]
+        items = [_load(item, v, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if isinstance(hint, type) and issubclass(hint, Model):
+        return hint.from_dict(value)
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ModelError(f"{where}: expected a number, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ModelError(f"{where}: expected a whole number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ModelError(f"{where}: expected text, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ModelError(f"{where}: expected true or false, got {value!r}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ModelError(f"{where}: expected null")
+    raise ModelError(f"{where}: cannot load type {hint!r}")  # pragma: no cover - a model bug
+
+
+def _describe(hint: Any, seen: set[type]) -> str:
+    if isinstance(hint, type) and issubclass(hint, Model):
+        if hint in seen:
+            return hint.__name__
+        seen.add(hint)
+        inner = ",".join(f"{n}:{_describe(h, seen)}" for n, h, _ in _fields(hint))
+        return f"{hint.__name__}({inner})"
+    args = get_args(hint)
+    if args:
+        return f"{getattr(get_origin(hint), '__name__', 'union')}[{','.join(_describe(a, seen) for a in args)}]"
+    return getattr(hint, "__name__", repr(hint))
+
+
+@cache
+def schema_version(model: type[Model]) -> str:
+    """A short hash of the model's field names and types (nested models included): it changes
+    whenever the stored shape does, so it is part of every cache key of that model."""
+    return hashlib.sha256(_describe(model, set()).encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------- market data
+
+
+@dataclass(frozen=True)
+class Quote(Model):
+    """The latest price. `change_pct` is a fraction; `as_of` an ISO date or time."""
+
+    symbol: str
+    price: float
+    previous_close: float | None = None
+    change: float | None = None
+    change_pct: float | None = None
+    currency: str | None = None
+    as_of: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class BarsSummary(Model):
+    """Dates and closes of a symbol's daily bars: what beta needs from a benchmark, and what
+    a sparkline draws. Both tuples have the same length, oldest first."""
+
+    symbol: str
+    dates: tuple[str, ...]
+    closes: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.dates) != len(self.closes):
+            raise ModelError("BarsSummary: dates and closes differ in length")
+
+
+@dataclass(frozen=True)
+class Returns(Model):
+    """Returns over trading-bar windows, as fractions; `ytd` from the last close of last year."""
+
+    json_names: ClassVar[dict[str, str]] = {
+        "d1": "1d",
+        "d5": "5d",
+        "m1": "1m",
+        "m3": "3m",
+        "m6": "6m",
+        "y1": "1y",
+    }
+    # window name -> bars, in the order people read them
+    windows: ClassVar[dict[str, int]] = {"1d": 1, "5d": 5, "1m": 21, "3m": 63, "6m": 126, "1y": 252}
+
+    d1: float | None = None
+    d5: float | None = None
+    m1: float | None = None
+    m3: float | None = None
+    m6: float | None = None
+    y1: float | None = None
+    ytd: float | None = None
+
+    def get(self, name: str) -> float | None:
+        """The return by its JSON name ("1d", "ytd", ...)."""
+        return self.to_dict().get(name)
+
+
+@dataclass(frozen=True)
+class Indicators(Model):
+    """Technical indicators at the last bar. Prices as prices; volatility and drawdown as
+    fractions; RSI 0-100; beta against the benchmark."""
+
+    sma_20: float | None = None
+    sma_50: float | None = None
+    sma_200: float | None = None
+    ema_20: float | None = None
+    rsi_14: float | None = None
+    macd: float | None = None
+    macd_signal: float | None = None
+    macd_hist: float | None = None
+    bb_upper: float | None = None
+    bb_middle: float | None = None
+    bb_lower: float | None = None
+    atr_14: float | None = None
+    volatility_20d: float | None = None
+    volatility_1y: float | None = None
+    max_drawdown_1y: float | None = None
+    beta: float | None = None
+
+
+@dataclass(frozen=True)
+class Signal(Model):
+    """One reading of an indicator: `name` (e.g. "rsi_14"), `state` (e.g. "oversold"), `text`."""
+
+    name: str
+    state: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Alert(Model):
+    """A user's alert that fired: a 1-day change at or below their threshold."""
+
+    kind: str
+    text: str
+    threshold: float
+    change_1d: float
+
+
+@dataclass(frozen=True)
+class Position(Model):
+    """A suggested position size for one user's portfolio, with the method that sized it."""
+
+    portfolio_size: float
+    shares: int
+    value: float
+    pct_of_portfolio: float | None
+    stop_price: float | None
+    risk_amount: float | None
+    method: str
+
+
+@dataclass(frozen=True)
+class Analysis(Model):
+    """The analysis of one symbol. The base analysis is the same for every user (and cached);
+    `alerts` and `position` are filled in per user by `core.analysis.personalise`."""
+
+    symbol: str
+    as_of: str
+    price: float
+    bars: int
+    returns: Returns
+    indicators: Indicators
+    high_52w: float | None
+    low_52w: float | None
+    pct_from_high_52w: float | None
+    pct_from_low_52w: float | None
+    volume: int
+    volume_avg_20d: int | None
+    volume_ratio_20d: float | None
+    benchmark: str | None
+    signals: tuple[Signal, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    position: Position | None = None
+    notes: tuple[str, ...] = ()
+
+    def signal(self, name: str) -> Signal | None:
+        return next((s for s in self.signals if s.name == name), None)
+
+    @property
+    def trend(self) -> str | None:
+        """"up" (price > SMA 50 > SMA 200), "down" (the reverse), "mixed", or None."""
+        sma50, sma200 = self.indicators.sma_50, self.indicators.sma_200
+        if sma50 is None or sma200 is None:
+            return None
+        if self.price > sma50 > sma200:
+            return "up"
+        if self.price < sma50 < sma200:
+            return "down"
+        return "mixed"
+
+
+@dataclass(frozen=True)
+class Fundamentals(Model):
+    """Company facts and valuation. Yields and margins are fractions; missing values None."""
+
+    symbol: str
+    name: str | None = None
+    sector: str | None = None
+    industry: str | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    quote_type: str | None = None
+    market_cap: float | None = None
+    trailing_pe: float | None = None
+    forward_pe: float | None = None
+    price_to_book: float | None = None
+    dividend_yield: float | None = None
+    eps: float | None = None
+    forward_eps: float | None = None
+    revenue: float | None = None
+    profit_margin: float | None = None
+    beta: float | None = None
+    fifty_two_week_high: float | None = None
+    fifty_two_week_low: float | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class NewsItem(Model):
+    """One headline. `published` is an ISO 8601 UTC time."""
+
+    title: str
+    publisher: str | None = None
+    published: str | None = None
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class News(Model):
+    """The latest headlines about one symbol, newest first."""
+
+    symbol: str
+    items: tuple[NewsItem, ...] = ()
+
+
+# --------------------------------------------------------------------------- the user
+
+
+@dataclass(frozen=True)
+class Profile(Model):
+    """A user's preferences. `alert_threshold` is a fraction: -0.05 alerts on a 1-day drop of
+    5 % or more. Validation of each field lives in `core.profile`."""
+
+    preferred_symbols: list[str] = field(default_factory=list)
+    alert_threshold: float | None = None
+    portfolio_size: float | None = None
+    notes: str | None = None
+    updated_at: float | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.preferred_symbols
+            or self.alert_threshold is not None
+            or self.portfolio_size
+            or self.notes
+        )
