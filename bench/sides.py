@@ -25,8 +25,8 @@ def bench_tools(client: Any, agent_id: str) -> list[Any]:
     schemas are bound to the model as in the app). None if the market modules are missing."""
     try:
         from stock_agent.agent.tools import ToolContext, build_tools
-        from stock_agent.market.provider import CsvProvider
         from stock_agent.market.service import MarketService
+        from stock_agent.providers.offline import CsvProvider
     except ImportError:
         return []
     from stock_agent.config import CacheTTLs

@@ -60,7 +60,7 @@ def breakdown(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def raw_frame_chars(symbol: str) -> int:
-    from stock_agent.market.provider import CsvProvider
+    from stock_agent.providers.offline import CsvProvider
 
     return len(CsvProvider(MARKET_DATA).history(symbol, days=365).to_csv())
 

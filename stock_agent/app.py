@@ -52,8 +52,8 @@ class App:
         return ExecutionCache(self.client, self.keys, self.settings.cache_ttls, lock_timeout=25.0)
 
     def market(self, listener: Callable[[FetchEvent], None] | None = None) -> MarketService:
-        from stock_agent.market.provider import make_provider
         from stock_agent.market.service import MarketService
+        from stock_agent.providers import make_provider
 
         return MarketService(
             make_provider(self.settings),

@@ -12,8 +12,8 @@ import pytest
 import talib
 
 from stock_agent import errors
-from stock_agent.market.analysis import analyze_bars, apply_profile
-from stock_agent.market.provider import CsvProvider
+from stock_agent.core.analysis import analyze_bars, apply_profile
+from stock_agent.providers.offline import CsvProvider
 from tests.conftest import MARKET_DATA
 
 TOP_LEVEL = [

@@ -1,7 +1,10 @@
-"""The offline provider, symbol validation, make_provider, and the sample data itself."""
+"""The offline provider (bars, quotes, `check`, `identity`), symbol validation, and the sample
+data itself."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,14 +16,17 @@ import pytest
 
 from stock_agent import errors
 from stock_agent.config import Settings
-from stock_agent.market.provider import (
+from stock_agent.core.models import Quote
+from stock_agent.core.symbols import normalize_symbol
+from stock_agent.providers import make_provider
+from stock_agent.providers.base import (
+    ALL_CAPABILITIES,
     BAR_COLUMNS,
-    CsvProvider,
     MarketDataProvider,
-    YFinanceProvider,
-    make_provider,
-    normalize_symbol,
+    ProviderCheck,
 )
+from stock_agent.providers.offline import CsvProvider
+from stock_agent.providers.yahoo import YFinanceProvider
 from tests.conftest import MARKET_DATA, REPO
 
 SAMPLE_SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA", "GOOGL", "SPY", "NEWCO"]
@@ -184,7 +190,9 @@ def test_missing_data_folder_is_a_config_error(tmp_path):
 
 
 def test_quote_from_the_last_two_bars(offline):
-    q = offline.quote("tsla")
+    quote = offline.quote("tsla")
+    assert isinstance(quote, Quote)
+    q = quote.to_dict()
     bars = offline.history("TSLA")
     assert set(q) == {
         "symbol",
@@ -208,8 +216,8 @@ def test_quote_from_the_last_two_bars(offline):
 
 def test_quote_of_a_single_bar_has_no_change(tmp_path):
     q = write(tmp_path, "ONE", HEADER + "2026-11-20,1,2,0.5,1.5,1.5,10\n").quote("ONE")
-    assert q["price"] == 1.5
-    assert q["previous_close"] is q["change"] is q["change_pct"] is None
+    assert q.price == 1.5
+    assert q.previous_close is q.change is q.change_pct is None
 
 
 def test_fundamentals_and_news_are_unavailable_offline(offline):
@@ -218,6 +226,132 @@ def test_fundamentals_and_news_are_unavailable_offline(offline):
             call()
         assert "offline" in info.value.message
         assert "STOCK_AGENT_DATA_DIR" in info.value.fix
+
+
+# --- capabilities, check, identity ----------------------------------------------------------
+
+
+def test_capabilities_are_quote_and_history(offline):
+    assert offline.capabilities == frozenset({"quote", "history"})
+    assert offline.capabilities < ALL_CAPABILITIES
+
+
+def test_check_of_the_sample_folder(offline):
+    assert offline.check() == ProviderCheck(
+        True,
+        "ok",
+        f"offline CSV files in {MARKET_DATA}: 7 symbols "
+        "(AAPL, GOOGL, MSFT, NEWCO, NVDA, SPY, TSLA)",
+    )
+
+
+def test_check_of_an_empty_folder(tmp_path):
+    result = CsvProvider(tmp_path).check()
+    assert (result.ok, result.state) == (False, "missing")
+    assert result.detail == f"offline data folder {tmp_path} has no readable SYMBOL.csv files"
+    assert result.fix and "STOCK_AGENT_DATA_DIR" in result.fix
+
+
+def test_check_reads_headers_and_skips_files_that_name_no_symbol(tmp_path):
+    (tmp_path / "notes.csv").write_text(HEADER + "2026-11-20,1,2,0.5,1.5,1.5,10\n")
+    (tmp_path / "README.md").write_text("not data")
+    write(tmp_path, "BAD", "a,b\n1,2\n")
+    write(tmp_path, "HEADONLY", HEADER)
+    write(tmp_path, "BLANK", "")
+    result = CsvProvider(tmp_path).check()
+    assert (result.ok, result.state) == (False, "missing")
+    assert "BAD.csv: no Date, Open, High, Low, Close, Volume column(s)" in result.detail
+    assert "HEADONLY.csv: no rows" in result.detail and "BLANK.csv: empty file" in result.detail
+    assert "notes" not in result.detail
+    assert result.fix and "Date,Open,High,Low,Close,Adj Close,Volume" in result.fix
+
+    write(tmp_path, "GOOD", HEADER + "2026-11-20,1,2,0.5,1.5,1.5,10\n")
+    result = CsvProvider(tmp_path).check()
+    assert (result.ok, result.state, result.fix) == (True, "ok", None)
+    assert "1 symbols (GOOD); 3 unreadable (BAD.csv: " in result.detail
+
+
+def test_check_of_a_folder_removed_after_start(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    provider = CsvProvider(folder)
+    folder.rmdir()
+    result = provider.check()
+    assert (result.ok, result.state) == (False, "missing")
+    assert result.detail == f"offline data folder {folder} does not exist"
+
+
+def test_check_of_a_file_that_cannot_be_opened(tmp_path, monkeypatch):
+    write(tmp_path, "LOCKED", HEADER + "2026-11-20,1,2,0.5,1.5,1.5,10\n")
+    real_open = Path.open
+
+    def guarded_open(self, *args, **kwargs):
+        if self.name == "LOCKED.csv":  # as chmod 000 would, for a user other than root
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+    result = CsvProvider(tmp_path).check()
+    assert (result.ok, result.state) == (False, "missing")
+    assert "LOCKED.csv: PermissionError: [Errno 13] Permission denied" in result.detail
+
+
+def test_check_never_raises(tmp_path, monkeypatch):
+    provider = CsvProvider(tmp_path)
+
+    def broken_glob(self, pattern):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Path, "glob", broken_glob)
+    result = provider.check()
+    assert (result.ok, result.state) == (False, "error")
+    assert "Input/output error" in result.detail and result.fix
+
+
+def test_identity_changes_when_a_file_is_written_again(tmp_path):
+    provider = write(tmp_path, "ONE", HEADER + "2026-11-20,1,2,0.5,1.5,1.5,10\n")
+    path = tmp_path / "ONE.csv"
+    first = provider.identity("one")
+    assert first == provider.identity("ONE")  # stable while nothing changes
+    assert first.startswith(f"{path.resolve()}:")
+
+    # the same size, another time
+    stat = path.stat()
+    path.write_text(HEADER + "2026-11-20,1,2,0.5,1.6,1.6,10\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert path.stat().st_size == stat.st_size
+    second = provider.identity("ONE")
+    assert second != first
+
+    # another size, the same time
+    path.write_text(HEADER + "2026-11-20,1,2,0.5,1.75,1.75,10\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert provider.identity("ONE") not in (first, second)
+
+
+def test_identity_differs_between_folders_with_the_same_files(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    write(a, "ONE", HEADER + "2026-11-20,1,2,0.5,1.5,1.5,10\n")
+    shutil.copytree(a, b)  # same bytes, same mtime
+    assert (b / "ONE.csv").stat().st_mtime_ns == (a / "ONE.csv").stat().st_mtime_ns
+    assert CsvProvider(a).identity("ONE") != CsvProvider(b).identity("ONE")
+
+
+def test_identity_uses_the_resolved_folder(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    write(data, "ONE", HEADER + "2026-11-20,1,2,0.5,1.5,1.5,10\n")
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    by_link, relative = CsvProvider(Path("link")), CsvProvider(Path("data"))
+    assert by_link.identity("ONE") == relative.identity("ONE") == CsvProvider(data).identity("ONE")
+    assert relative.identity("ZZZZ") == f"{data.resolve()}/ZZZZ.csv:missing"
+
+
+def test_identity_of_an_invalid_symbol_is_refused(offline):
+    with pytest.raises(errors.InvalidSymbol):
+        offline.identity("../SPY")
 
 
 # --- make_provider -------------------------------------------------------------------------
@@ -239,8 +373,8 @@ def test_offline_use_never_imports_yfinance():
         import sys
         from pathlib import Path
         from stock_agent.config import Settings
-        from stock_agent.market.provider import make_provider
-        from stock_agent.market.analysis import analyze_bars
+        from stock_agent.providers import make_provider
+        from stock_agent.core.analysis import analyze_bars
         make_provider(Settings(home=Path("/tmp")))
         p = make_provider(Settings(data_dir=Path({str(MARKET_DATA)!r}), home=Path("/tmp")))
         analyze_bars("TSLA", p.history("TSLA"), p.history("SPY"))

@@ -1,4 +1,4 @@
-"""The Yahoo Finance provider against a fake yfinance.Ticker: shapes, errors, retries.
+"""The Yahoo Finance provider against a fake yfinance.Ticker: shapes, errors, retries, `check`.
 
 The fake returns what yfinance 1.x returns (tz-aware America/New_York index, the seven
 columns of `history()`, yfinance's own empty frame for an unknown symbol, nested news) and
@@ -7,6 +7,7 @@ raises yfinance's real exception classes. No test touches the network.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -19,8 +20,10 @@ from yfinance import utils as yf_utils
 from yfinance.exceptions import YFPricesMissingError, YFRateLimitError, YFTzMissingError
 
 from stock_agent import errors
-from stock_agent.market import provider as provider_module
-from stock_agent.market.provider import BAR_COLUMNS, YFinanceProvider
+from stock_agent.core.models import Fundamentals, NewsItem, Quote
+from stock_agent.providers import yahoo as provider_module
+from stock_agent.providers.base import ALL_CAPABILITIES, BAR_COLUMNS, ProviderCheck
+from stock_agent.providers.yahoo import NETWORK_FIX, YFinanceProvider
 from tests.conftest import MARKET_DATA
 
 YAHOO_COLUMNS = ["Open", "High", "Low", "Close", "Volume", "Dividends", "Stock Splits"]
@@ -237,7 +240,7 @@ def test_history_asks_for_the_shortest_period_that_covers_the_days(live, yahoo, 
 
 
 def test_same_bars_as_the_offline_provider(live):
-    from stock_agent.market.provider import CsvProvider
+    from stock_agent.providers.offline import CsvProvider
 
     pd.testing.assert_frame_equal(live.history("TSLA"), CsvProvider(MARKET_DATA).history("TSLA"))
 
@@ -359,12 +362,13 @@ def test_frame_without_prices_is_a_data_error(live, yahoo, monkeypatch):
 
 def test_quote_from_fast_info(live, yahoo):
     q = live.quote("aapl")
-    assert q["symbol"] == "AAPL"
-    assert q["price"] == 231.5 and q["previous_close"] == 229.0
-    assert q["change"] == 2.5
-    assert q["change_pct"] == round(231.5 / 229.0 - 1, 6)
-    assert q["currency"] == "USD" and q["source"] == "yfinance"
-    assert pd.Timestamp(q["as_of"]).tzinfo is not None  # an ISO timestamp with its zone
+    assert isinstance(q, Quote)
+    assert q.symbol == "AAPL"
+    assert q.price == 231.5 and q.previous_close == 229.0
+    assert q.change == 2.5
+    assert q.change_pct == round(231.5 / 229.0 - 1, 6)
+    assert q.currency == "USD" and q.source == "yfinance"
+    assert pd.Timestamp(q.as_of).tzinfo is not None  # an ISO timestamp with its zone
     assert yahoo.calls["history"] == 0
 
 
@@ -372,17 +376,17 @@ def test_quote_falls_back_to_the_last_bars(live, yahoo):
     yahoo.fast_info["last_price"] = KeyError("regularMarketPrice")
     q = live.quote("TSLA")
     bars = yahoo_history("TSLA")
-    assert q["price"] == bars["Close"].iloc[-1]
-    assert q["previous_close"] == bars["Close"].iloc[-2]
-    assert q["change_pct"] == pytest.approx(-0.061, abs=0.001)
-    assert q["as_of"] == "2026-11-20"
-    assert q["currency"] == "USD"
+    assert q.price == bars["Close"].iloc[-1]
+    assert q.previous_close == bars["Close"].iloc[-2]
+    assert q.change_pct == pytest.approx(-0.061, abs=0.001)
+    assert q.as_of == "2026-11-20"
+    assert q.currency == "USD"
     assert yahoo.calls["history"] == 1
 
 
 def test_quote_rate_limit_in_fast_info_is_retried_not_swallowed(live, yahoo, sleeps):
     yahoo.fail("fast_info", YFRateLimitError())
-    assert live.quote("AAPL")["price"] == 231.5
+    assert live.quote("AAPL").price == 231.5
     assert yahoo.calls["fast_info"] == 2 and len(sleeps) == 1
 
 
@@ -403,16 +407,17 @@ def test_quote_of_an_unknown_symbol(live, yahoo):
 
 def test_fundamentals_mapping(live):
     f = live.fundamentals("AAPL")
-    assert f["name"] == "Apple Inc."
-    assert f["sector"] == "Technology" and f["industry"] == "Consumer Electronics"
-    assert f["market_cap"] == 3.5e12
-    assert f["trailing_pe"] == 35.2 and f["forward_pe"] == 29.8
-    assert f["price_to_book"] == 52.1
-    assert f["dividend_yield"] == pytest.approx(0.0044)  # 0.44 percent as a fraction
-    assert f["eps"] == 6.59 and f["revenue"] == 3.91e11
-    assert f["profit_margin"] == 0.2397 and f["beta"] == 1.24
-    assert f["currency"] == "USD"
-    assert f["source"] == "yfinance"
+    assert isinstance(f, Fundamentals) and f.symbol == "AAPL"
+    assert f.name == "Apple Inc."
+    assert f.sector == "Technology" and f.industry == "Consumer Electronics"
+    assert f.market_cap == 3.5e12
+    assert f.trailing_pe == 35.2 and f.forward_pe == 29.8
+    assert f.price_to_book == 52.1
+    assert f.dividend_yield == pytest.approx(0.0044)  # 0.44 percent as a fraction
+    assert f.eps == 6.59 and f.revenue == 3.91e11
+    assert f.profit_margin == 0.2397 and f.beta == 1.24
+    assert f.currency == "USD"
+    assert f.source == "yfinance"
 
 
 def test_fundamentals_missing_and_bad_values_are_none(live, monkeypatch):
@@ -424,9 +429,9 @@ def test_fundamentals_missing_and_bad_values_are_none(live, monkeypatch):
     }
     monkeypatch.setattr(FakeTicker, "info", property(lambda self: info))
     f = live.fundamentals("TINY")
-    assert f["name"] == "Tiny Corp"
+    assert f.name == "Tiny Corp"
     for key in ("trailing_pe", "forward_pe", "beta", "dividend_yield", "sector", "market_cap"):
-        assert f[key] is None, key
+        assert getattr(f, key) is None, key
 
 
 def test_fundamentals_of_an_unknown_symbol(live):
@@ -448,7 +453,8 @@ def test_http_404_is_an_unknown_symbol(live, yahoo):
 
 def test_news_reads_nested_and_flat_items(live):
     items = live.news("AAPL", limit=10)
-    assert items == [
+    assert all(isinstance(item, NewsItem) for item in items)
+    assert [item.to_dict() for item in items] == [
         {
             "title": "Apple unveils a thing",
             "publisher": "Reuters",
@@ -471,7 +477,7 @@ def test_news_reads_nested_and_flat_items(live):
 
 
 def test_news_limit(live):
-    assert [i["title"] for i in live.news("AAPL", limit=1)] == ["Apple unveils a thing"]
+    assert [i.title for i in live.news("AAPL", limit=1)] == ["Apple unveils a thing"]
     with pytest.raises(errors.InvalidInput):
         live.news("AAPL", limit=0)
 
@@ -485,6 +491,109 @@ def test_news_rate_limited(live, yahoo):
     with pytest.raises(errors.RateLimited):
         live.news("AAPL")
     assert yahoo.calls["news"] == 4
+
+
+# --- check, identity, capabilities -----------------------------------------------------------
+
+
+def test_capabilities_and_identity(live, yahoo):
+    assert live.capabilities == ALL_CAPABILITIES
+    assert live.identity("AAPL") == live.identity("spy") == "yfinance"
+    assert sum(yahoo.calls.values()) == 0  # identity asks nothing of Yahoo
+
+
+def test_check_makes_one_small_request(live, yahoo, sleeps):
+    result = live.check(timeout=3.0)
+    assert result == ProviderCheck(
+        True, "ok", "Yahoo Finance via yfinance (online): SPY answered, latest bar 2026-11-20"
+    )
+    assert yahoo.history_kwargs == [
+        {"period": "5d", "interval": "1d", "auto_adjust": True, "timeout": 3.0}
+    ]
+    assert yahoo.calls == Counter({"Ticker": 1, "history": 1}) and sleeps == []
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        YFRateLimitError(),
+        curl_errors.HTTPError("HTTP Error 429", response=SimpleNamespace(status_code=429)),
+    ],
+)
+def test_check_when_rate_limited(live, yahoo, sleeps, exc):
+    yahoo.fail("history", exc)
+    result = live.check()
+    assert (result.ok, result.state) == (False, "rate-limited")
+    assert "rate limiting" in result.detail
+    assert result.fix and "wait a minute" in result.fix and "STOCK_AGENT_DATA_DIR" in result.fix
+    assert yahoo.calls["history"] == 1 and sleeps == []  # a check is never retried
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        curl_errors.Timeout("Operation timed out after 5001 milliseconds", 28),
+        # what curl says with no network at all
+        curl_errors.ConnectionError("Could not resolve host: query2.finance.yahoo.com", 6),
+        curl_errors.ConnectionError("Failed to connect to query2.finance.yahoo.com port 443", 7),
+        requests.exceptions.ConnectTimeout("connect timed out"),
+        requests.exceptions.ConnectionError("Max retries exceeded (NameResolutionError)"),
+        TimeoutError("timed out"),
+        curl_errors.HTTPError("HTTP Error 503", response=SimpleNamespace(status_code=503)),
+    ],
+)
+def test_check_when_yahoo_cannot_be_reached(live, yahoo, sleeps, exc):
+    yahoo.fail("history", exc)
+    result = live.check()
+    assert (result.ok, result.state, result.fix) == (False, "unreachable", NETWORK_FIX)
+    assert result.detail.startswith("cannot reach Yahoo Finance (")
+    assert type(exc).__name__ in result.detail
+    assert yahoo.calls["history"] == 1 and sleeps == []
+
+
+def test_check_gives_up_on_a_request_that_hangs(yahoo):
+    """yfinance's timeout does not cover all of its requests: the check's own clock does."""
+    release = threading.Event()
+
+    def hang(self, **kwargs):
+        release.wait(10)
+        return yahoo_history("SPY")
+
+    live = YFinanceProvider(yahoo, sleep=lambda s: None)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(FakeTicker, "history", hang)
+            result = live.check(timeout=0.05)
+    finally:
+        release.set()
+    assert (result.ok, result.state, result.fix) == (False, "unreachable", NETWORK_FIX)
+    assert result.detail == "Yahoo Finance did not answer within 0.05 s"
+
+
+def test_check_when_yahoo_answers_without_bars(live, yahoo, monkeypatch):
+    # what yfinance returns when it hides an error, or when Yahoo changed its reply
+    monkeypatch.setattr(FakeTicker, "history", lambda self, **kw: yf_utils.empty_df())
+    result = live.check()
+    assert (result.ok, result.state) == (False, "error")
+    assert result.detail == "Yahoo Finance answered, but with no daily bars for SPY"
+    assert result.fix and "pip install -U yfinance" in result.fix
+
+
+def test_check_of_an_unexpected_failure(live, yahoo):
+    yahoo.fail("history", KeyError("chart"))
+    result = live.check()
+    assert (result.ok, result.state) == (False, "error")
+    assert "KeyError" in result.detail and result.fix
+
+
+def test_check_without_yfinance_installed(monkeypatch):
+    def no_yfinance():
+        raise ModuleNotFoundError("No module named 'yfinance'", name="yfinance")
+
+    monkeypatch.setattr(provider_module, "_default_ticker_factory", no_yfinance)
+    result = YFinanceProvider(sleep=lambda s: None).check()
+    assert (result.ok, result.state) == (False, "missing")
+    assert "yfinance" in result.detail and result.fix and "pip install yfinance" in result.fix
 
 
 # --- the real yfinance, without the network ------------------------------------------------

@@ -9,6 +9,8 @@ from collections import Counter
 
 import pytest
 
+from stock_agent.core.analysis import analyze_bars
+from stock_agent.core.models import Fundamentals, NewsItem
 from stock_agent.errors import (
     DataUnavailable,
     InvalidInput,
@@ -16,9 +18,8 @@ from stock_agent.errors import (
     RateLimited,
     UnknownSymbol,
 )
-from stock_agent.market.analysis import analyze_bars
-from stock_agent.market.provider import CsvProvider
 from stock_agent.market.service import FetchEvent, MarketService
+from stock_agent.providers.offline import CsvProvider
 from stock_agent.store.cache import ExecutionCache
 from stock_agent.store.keys import KeySpace
 from tests.conftest import MARKET_DATA
@@ -31,6 +32,7 @@ class CountingProvider:
     symbol's history raise the given error."""
 
     name = "offline"
+    capabilities = CsvProvider.capabilities
 
     def __init__(self, data_dir=MARKET_DATA, delay: float = 0.0, failing=None):
         self.inner = CsvProvider(data_dir)
@@ -72,6 +74,12 @@ class CountingProvider:
         self._count("news", symbol)
         return self.inner.news(symbol, limit)
 
+    def check(self, timeout=5.0):
+        return self.inner.check(timeout)
+
+    def identity(self, symbol):
+        return self.inner.identity(symbol)
+
 
 @pytest.fixture
 def cache(redis_client, settings) -> ExecutionCache:
@@ -98,7 +106,7 @@ def test_quote_is_cached_and_reported(cache, events):
     first = service.quote(" aapl ")
     second = service.quote("AAPL")
 
-    assert first == second == CsvProvider(MARKET_DATA).quote("AAPL")
+    assert first == second == CsvProvider(MARKET_DATA).quote("AAPL").to_dict()
     assert first["symbol"] == "AAPL" and first["source"] == "offline"
     assert provider.calls[("quote", "AAPL")] == 1
     assert brief(events) == [("quote", "AAPL", False, False), ("quote", "AAPL", True, False)]
@@ -255,11 +263,11 @@ def test_fundamentals_and_news_are_cached_with_their_kind(cache, events, redis_c
     class Rich(CountingProvider):
         def fundamentals(self, symbol):
             self._count("fundamentals", symbol)
-            return {"symbol": symbol, "name": "Apple Inc.", "trailing_pe": 31.2}
+            return Fundamentals(symbol=symbol, name="Apple Inc.", trailing_pe=31.2)
 
         def news(self, symbol, limit=5):
             self._count("news", symbol)
-            return [{"title": f"headline {i}", "publisher": "Wire"} for i in range(limit)]
+            return [NewsItem(title=f"headline {i}", publisher="Wire") for i in range(limit)]
 
     provider = Rich()
     service = make_service(cache, events, provider)
@@ -267,8 +275,8 @@ def test_fundamentals_and_news_are_cached_with_their_kind(cache, events, redis_c
     assert service.news("AAPL", 2) == {
         "symbol": "AAPL",
         "items": [
-            {"title": "headline 0", "publisher": "Wire"},
-            {"title": "headline 1", "publisher": "Wire"},
+            {"title": "headline 0", "publisher": "Wire", "published": None, "link": None},
+            {"title": "headline 1", "publisher": "Wire", "published": None, "link": None},
         ],
     }
     service.news("AAPL", 2)

@@ -11,8 +11,10 @@ from langchain_tests.unit_tests import ToolsUnitTests
 
 from stock_agent.agent import tools as tools_module
 from stock_agent.agent.tools import ToolContext, build_tools
-from stock_agent.market.provider import CsvProvider
+from stock_agent.core.models import Fundamentals, NewsItem
 from stock_agent.market.service import MarketService
+from stock_agent.providers.base import ALL_CAPABILITIES
+from stock_agent.providers.offline import CsvProvider
 from stock_agent.store import connection
 from stock_agent.store.cache import ExecutionCache
 from stock_agent.store.keys import KeySpace
@@ -174,26 +176,27 @@ def test_offline_fundamentals_and_news_are_errors_not_exceptions(tools):
 def test_fundamentals_and_news_are_compact(redis_client, settings):
     class Live(CsvProvider):
         name = "fake-live"
+        capabilities = ALL_CAPABILITIES
 
         def fundamentals(self, symbol):
-            return {
-                "symbol": symbol,
-                "name": "Apple Inc.",
-                "market_cap": 3.1e12,
-                "trailing_pe": 31.234567,
-                "dividend_yield": 0.0044,
-                "profit_margin": 0.2431,
-                "summary": "x" * 5000,
-                "beta": None,
-            }
+            return Fundamentals(
+                symbol=symbol,
+                name="Apple Inc.",
+                industry="x" * 5000,  # a long text is clipped
+                market_cap=3.1e12,
+                trailing_pe=31.234567,
+                dividend_yield=0.0044,
+                profit_margin=0.2431,
+                beta=None,
+            )
 
         def news(self, symbol, limit=5):
             return [
-                {
-                    "title": f"Headline {i} " + "y" * 300,
-                    "publisher": "Wire",
-                    "link": "https://e.x/" + "z" * 200,
-                }
+                NewsItem(
+                    title=f"Headline {i} " + "y" * 300,
+                    publisher="Wire",
+                    link="https://e.x/" + "z" * 200,
+                )
                 for i in range(limit)
             ]
 
@@ -204,7 +207,7 @@ def test_fundamentals_and_news_are_compact(redis_client, settings):
     assert facts["market_cap"] == "3.10T"
     assert facts["trailing_pe"] == 31.23
     assert facts["dividend_yield_pct"] == 0.44 and facts["profit_margin_pct"] == 24.31
-    assert "beta" not in facts and len(facts["summary"]) <= 300
+    assert "beta" not in facts and len(facts["industry"]) <= 300
 
     text = call(tools["get_news"], symbol="AAPL", limit=10)
     assert len(text) <= LIMIT

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from stock_agent.core.symbols import normalize_symbol
 from stock_agent.errors import (
     DataSourceError,
     DataUnavailable,
@@ -24,12 +25,11 @@ from stock_agent.errors import (
     StockAgentError,
     UnknownSymbol,
 )
-from stock_agent.market.symbols import normalize_symbol
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from stock_agent.market.provider import MarketDataProvider
+    from stock_agent.providers.base import MarketDataProvider
     from stock_agent.store.cache import ExecutionCache
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class MarketService:
         """The latest price of `symbol` (cached for the quote TTL)."""
         sym = normalize_symbol(symbol)
         return self._fetch(
-            "quote", sym, "quote", self._args(sym), lambda: to_jsonable(self.provider.quote(sym))
+            "quote", sym, "quote", self._args(sym), lambda: self.provider.quote(sym).to_dict()
         )
 
     def analysis(self, symbol: str) -> dict[str, Any]:
@@ -135,7 +135,7 @@ class MarketService:
             sym,
             "fundamentals",
             self._args(sym),
-            lambda: to_jsonable(self.provider.fundamentals(sym)),
+            lambda: self.provider.fundamentals(sym).to_dict(),
         )
 
     def news(self, symbol: str, limit: int = 5) -> dict[str, Any]:
@@ -148,7 +148,8 @@ class MarketService:
             )
 
         def fetch() -> dict[str, Any]:
-            return {"symbol": sym, "items": to_jsonable(list(self.provider.news(sym, limit=limit)))}
+            items = self.provider.news(sym, limit=limit)
+            return {"symbol": sym, "items": [item.to_dict() for item in items]}
 
         return self._fetch("news", sym, "news", self._args(sym, limit=limit), fetch)
 
@@ -198,7 +199,7 @@ class MarketService:
             return DataSourceError(f"analysis of {symbol} failed: {exc}")
 
     def _compute_analysis(self, symbol: str) -> dict[str, Any]:
-        from stock_agent.market.analysis import analyze_bars
+        from stock_agent.core.analysis import analyze_bars
 
         bars = self.provider.history(symbol, days=HISTORY_DAYS)
         benchmark: pd.DataFrame | None

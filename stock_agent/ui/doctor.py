@@ -52,6 +52,20 @@ def check_model_server(settings: Settings, timeout: float = 5.0) -> tuple[str, s
     return OK, "server reachable"
 
 
+def check_data_source(settings: Settings, timeout: float = 5.0) -> tuple[str, str]:
+    """Build the configured market data provider and ask it whether it works."""
+    from stock_agent.providers import make_provider
+
+    try:
+        provider = make_provider(settings)
+    except StockAgentError as exc:  # e.g. a data folder that does not exist
+        return FAIL, str(exc)
+    result = provider.check(timeout)
+    if result.ok:
+        return OK, result.detail
+    return FAIL, f"{result.detail} ({result.fix})" if result.fix else result.detail
+
+
 def run_doctor(app: App, user_id: str) -> int:
     """Print one line per check; return 1 if something needed is missing."""
     from stock_agent.store.connection import mask_url
@@ -84,20 +98,9 @@ def run_doctor(app: App, user_id: str) -> int:
             )
         )
 
-    # Data source.
-    if s.data_dir:
-        files = sorted(s.data_dir.glob("*.csv")) if s.data_dir.is_dir() else []
-        if files:
-            names = ", ".join(f.stem for f in files[:8]) + (", ..." if len(files) > 8 else "")
-            checks.append(
-                (OK, "data", f"offline CSV files in {s.data_dir}: {len(files)} symbols ({names})")
-            )
-        else:
-            checks.append(
-                (FAIL, "data", f"STOCK_AGENT_DATA_DIR {s.data_dir} has no SYMBOL.csv files")
-            )
-    else:
-        checks.append((OK, "data", "Yahoo Finance via yfinance (online)"))
+    # Data source: the provider checks itself (one small request at most).
+    state, answer = check_data_source(s)
+    checks.append((state, "data", answer))
 
     checks.append(
         (
