@@ -1,1 +1,0 @@
-"""Market data (yfinance, offline CSV), indicators and analysis (pure functions)."""
