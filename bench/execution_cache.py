@@ -188,8 +188,8 @@ def _analysis_hit(ctx: Context, client: Any, samples: int) -> tuple[Stat, int] |
     modules are there (what a tool call pays when the analysis is cached)."""
     try:
         from stock_agent.config import CacheTTLs
-        from stock_agent.market.service import MarketService
         from stock_agent.providers.offline import CsvProvider
+        from stock_agent.services.market import MarketService
         from stock_agent.store.cache import ExecutionCache
         from stock_agent.store.keys import KeySpace
     except ImportError as exc:

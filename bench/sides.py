@@ -24,9 +24,11 @@ def bench_tools(client: Any, agent_id: str) -> list[Any]:
     """The app's real tools over offline data (the instant model never calls them, but their
     schemas are bound to the model as in the app). None if the market modules are missing."""
     try:
-        from stock_agent.agent.tools import ToolContext, build_tools
-        from stock_agent.market.service import MarketService
+        from stock_agent.agent.tools import ToolDeps, build_tools
         from stock_agent.providers.offline import CsvProvider
+        from stock_agent.services.analysis import AnalysisService
+        from stock_agent.services.market import MarketService
+        from stock_agent.services.profiles import ProfileService
     except ImportError:
         return []
     from stock_agent.config import CacheTTLs
@@ -36,7 +38,9 @@ def bench_tools(client: Any, agent_id: str) -> list[Any]:
 
     keys = KeySpace(agent_id)
     service = MarketService(CsvProvider(MARKET_DATA), ExecutionCache(client, keys, CacheTTLs()))
-    return build_tools(ToolContext(service, ProfileStore(client, keys), USER))
+    profiles = ProfileStore(client, keys)
+    deps = ToolDeps(service, AnalysisService(service, profiles), ProfileService(profiles))
+    return list(build_tools(deps))
 
 
 @dataclass
@@ -63,17 +67,18 @@ def build_sides(
     wrap_factory: Callable[[Callable[..., Any]], Callable[..., Any]] = lambda f: f,
     max_connections: int = 32,
 ) -> Sides:
-    from stock_agent.agent.agent import ChatAgent, build_graph, redis_history_factory
+    from stock_agent.agent.agent import ChatAgent, build_graph
     from stock_agent.store.connection import make_client
     from stock_agent.store.keys import KeySpace
+    from stock_agent.store.sessions import SessionStore
 
     client = make_client(url, max_connections=max_connections)
     keys = KeySpace(PROJECT_AGENT)
     graph = build_graph(model, bench_tools(client, PROJECT_AGENT))
+    # The project's histories do no I/O when made (the turn's read is explicit), so only the
+    # baseline's factory is wrapped for timing.
     project = ChatAgent(
-        graph,
-        wrap_factory(redis_history_factory(client, keys, ttl=TTL, window=window)),
-        today=lambda: TODAY,
+        graph, SessionStore(client, keys, ttl=TTL, window=window), today=lambda: TODAY
     )
     baseline = BaselineAgent(
         graph,

@@ -1,6 +1,6 @@
 """5. What a one-shot narrated analysis sends to the model.
 
-The app's own path (`App.chat_agent(..., only_tools=NARRATION_TOOLS).run_once(...)`, as
+The app's own path (`App.agent(only_tools=NARRATION_TOOLS).run_once(...)`, as
 `stock-agent analyze` does with a model configured) runs against the ScriptedOpenAI server
 (tests/openai_server.py) over loopback, with offline market data (examples/market) and a profile
 with a watchlist, an alert threshold and a portfolio size. The model is scripted:
@@ -69,7 +69,6 @@ def run(ctx: Context) -> Result:
     from stock_agent.agent.prompts import analyze_request
     from stock_agent.app import App
     from stock_agent.config import Settings
-    from stock_agent.store import connection
     from stock_agent.ui.analyze import NARRATION_TOOLS
     from tests.openai_server import ScriptedOpenAI, text, tool_call
 
@@ -105,8 +104,10 @@ def run(ctx: Context) -> Result:
             for name, (symbols, script) in cases.items():
                 start = len(server.requests)
                 server.queue(*script)
-                agent = app.chat_agent(USER, only_tools=NARRATION_TOOLS)
-                agent.run_once(analyze_request(symbols), profile=app.profiles.get(USER))
+                agent = app.agent(only_tools=NARRATION_TOOLS)
+                agent.run_once(
+                    analyze_request(symbols), profile=app.profiles.get(USER), user_id=USER
+                )
                 if server.rejected:
                     raise RuntimeError(
                         f"the scripted server refused a request: {server.rejected[0].error}"
@@ -115,15 +116,15 @@ def run(ctx: Context) -> Result:
                     raise RuntimeError(f"{name}: {server.unused} scripted replies were not used")
                 measured[name] = [breakdown(body) for body in server.requests[start:]]
         finally:
-            connection.reset_clients()
+            app.close()
 
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
-    from stock_agent.agent.tools import ToolContext, build_tools
+    from stock_agent.agent.tools import ToolDeps, build_tools
 
     chat_schemas = [
         convert_to_openai_tool(t)
-        for t in build_tools(ToolContext(None, None, USER))  # type: ignore[arg-type]
+        for t in build_tools(ToolDeps(None, None, None))  # type: ignore[arg-type]
     ]
     result = Result("tokens")
     raw = {symbol: raw_frame_chars(symbol) for symbol in FIVE}

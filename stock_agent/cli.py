@@ -1,16 +1,23 @@
-"""The `stock-agent` command line: a thin click layer. Commands parse arguments, call one
-function and render the result; heavy modules are imported inside the commands that need them."""
+"""The `stock-agent` command line: a thin click layer over `App`. Commands parse arguments, call
+one method and render the result; heavy modules are imported inside the commands that need them.
+
+`main(argv, env)` is the one error boundary: every exception becomes one line and an
+`ExitStatus` here (tracebacks only with --debug), and tests run it in-process with their own
+environment.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from stock_agent import __version__
-from stock_agent.errors import StockAgentError
+from stock_agent.errors import ExitStatus, StockAgentError
 
 if TYPE_CHECKING:
     from stock_agent.app import App
@@ -29,16 +36,21 @@ def user_option(f: Any) -> Any:
 
 
 def get_app(ctx: click.Context, user: str | None = None) -> tuple[App, str]:
-    """The app for this invocation and the user id (a command's --user wins over the group's)."""
+    """The app for this invocation (one per run, closed by `main`) and the user id: a command's
+    --user wins over the group's, which wins over STOCK_AGENT_USER. An empty id is refused."""
     from stock_agent.app import App
     from stock_agent.config import load_settings
     from stock_agent.store.keys import validate_id
 
-    root = ctx.find_root()
-    opts = root.obj or {}
-    settings = load_settings().with_overrides(data_dir=opts.get("data_dir"))
-    user_id = validate_id(user or opts.get("user") or settings.user_id, "user id")
-    return App(settings), user_id
+    opts = ctx.find_root().obj
+    run: dict[str, Any] = opts["run"]
+    app = run.get("app")
+    if app is None:
+        settings = load_settings(run.get("env")).with_overrides(data_dir=opts.get("data_dir"))
+        app = run["app"] = App(settings)
+    chosen = user if user is not None else opts.get("user")
+    user_id = validate_id(chosen if chosen is not None else app.settings.user_id, "user id")
+    return app, user_id
 
 
 def emit_json(data: Any) -> None:
@@ -69,7 +81,8 @@ def cli(ctx: click.Context, user: str | None, data_dir: Any, debug: bool) -> Non
     Configuration comes from the environment and a .env file (see .env.example).
     With no REDIS_URL an embedded Valkey server keeps the memory under STOCK_AGENT_HOME.
     """
-    ctx.obj = {"user": user, "data_dir": data_dir, "debug": debug}
+    run = ctx.obj if isinstance(ctx.obj, dict) else {}  # set by `main`: env, and the app once made
+    ctx.obj = {"user": user, "data_dir": data_dir, "debug": debug, "run": run}
     if ctx.invoked_subcommand is None:  # plain `stock-agent`: the help, not a usage error
         click.echo(ctx.get_help())
         ctx.exit(0)
@@ -239,11 +252,10 @@ def sessions() -> None:
 @click.pass_context
 def sessions_list(ctx: click.Context, user: str | None, as_json: bool) -> None:
     """List live sessions, newest first."""
-    from stock_agent.store.sessions import list_sessions
     from stock_agent.ui.text import format_sessions
 
     app, user_id = get_app(ctx, user)
-    found = list_sessions(app.client, app.keys, user_id, app.settings.session_ttl)
+    found = app.sessions.list(user_id)
     if as_json:
         emit_json([s.to_dict() for s in found])
     else:
@@ -259,12 +271,11 @@ def sessions_show(ctx: click.Context, session_id: str, user: str | None, as_json
     """Show the messages of session ID (does not extend its life)."""
     from stock_agent.errors import InvalidInput
     from stock_agent.store.keys import validate_id
-    from stock_agent.store.sessions import read_raw_messages
     from stock_agent.ui.text import format_messages
 
     app, user_id = get_app(ctx, user)
     validate_id(session_id, "session id")
-    messages = read_raw_messages(app.client, app.keys, user_id, session_id)
+    messages = app.sessions.raw_messages(user_id, session_id)
     if not messages:
         raise InvalidInput(
             f"no session {session_id!r} for user {user_id}", fix="see `stock-agent sessions list`"
@@ -284,10 +295,9 @@ def sessions_show(ctx: click.Context, session_id: str, user: str | None, as_json
 def sessions_clear(ctx: click.Context, session_id: str, user: str | None) -> None:
     """Delete session ID."""
     from stock_agent.errors import InvalidInput
-    from stock_agent.store.sessions import clear_session
 
     app, user_id = get_app(ctx, user)
-    if not clear_session(app.client, app.keys, user_id, session_id):
+    if not app.sessions.clear(user_id, session_id):
         raise InvalidInput(
             f"no session {session_id!r} for user {user_id}", fix="see `stock-agent sessions list`"
         )
@@ -315,7 +325,7 @@ def cache_stats(ctx: click.Context, user: str | None, as_json: bool) -> None:
     entries = app.cache.entries()
     ttls = app.settings.cache_ttls
     if as_json:
-        emit_json({"entries": entries, "tools": stats, "ttl_seconds": ttls.__dict__})
+        emit_json({"entries": entries, "tools": stats, "ttl_seconds": vars(ttls)})
     else:
         click.echo(format_cache_stats(stats, entries, ttls))
 
@@ -344,13 +354,12 @@ def store() -> None:
 @click.pass_context
 def store_status(ctx: click.Context, user: str | None, as_json: bool) -> None:
     """Which store is in use, its memory and keys by kind."""
-    from stock_agent.store.status import store_status as collect
     from stock_agent.ui.text import format_store_status
 
     app, _ = get_app(ctx, user)
-    status = collect(app)
+    status = app.status()
     if as_json:
-        emit_json(status)
+        emit_json(status.to_dict())
     else:
         click.echo(format_store_status(status))
 
@@ -361,12 +370,11 @@ def store_stop(ctx: click.Context) -> None:
     """Stop the embedded Valkey server (it saves its data first)."""
     from stock_agent.errors import StockAgentError as Err
     from stock_agent.store import embedded
-    from stock_agent.store.connection import reset_clients
 
     app, _ = get_app(ctx)
     if not app.settings.embedded:
         raise Err("REDIS_URL is set: the store is external", fix="stop that server yourself")
-    reset_clients()
+    app.close()
     if embedded.stop(app.settings.home):
         click.echo(f"embedded store stopped ({app.settings.home})")
     else:
@@ -394,66 +402,76 @@ def doctor(ctx: click.Context, user: str | None) -> None:
 # --------------------------------------------------------------------------- entry point
 
 
-def _debug_requested(argv: list[str]) -> bool:
-    import os
-
-    return "--debug" in argv or os.environ.get("STOCK_AGENT_DEBUG", "") not in ("", "0")
+def _debug_requested(argv: list[str], env: Mapping[str, str]) -> bool:
+    return "--debug" in argv or env.get("STOCK_AGENT_DEBUG", "") not in ("", "0")
 
 
-def fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: one line per error, no tracebacks unless --debug, Ctrl-C exits 130."""
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point and the one error boundary: one line per error, no tracebacks unless
+    --debug, Ctrl-C exits 130. `env` replaces the process environment (and `.env`) for this
+    run, so tests call `main([...], env={...})` in-process. Returns the exit status (the
+    console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = _debug_requested(args)
+    run: dict[str, Any] = {"env": env}
+    code = _run(args, run, debug=_debug_requested(args, os.environ if env is None else env))
+    app = run.get("app")
+    if app is not None:
+        app.close()
+    return code
+
+
+def _run(args: list[str], run: dict[str, Any], *, debug: bool) -> int:
     try:
         # Without standalone mode click returns the code of `ctx.exit(code)` instead of exiting.
-        result = cli.main(args=args, prog_name="stock-agent", standalone_mode=False)
+        result = cli.main(args=args, prog_name="stock-agent", standalone_mode=False, obj=run)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()  # `stock-agent` alone: the help, as click prints it
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except click.UsageError as exc:
         # One line, like every other error, with where to look instead of the usage block.
         where = exc.ctx.command_path if exc.ctx is not None else "stock-agent"
-        fail(f"error: {exc.format_message()} (see `{where} --help`)", exc.exit_code)
+        return _fail(f"error: {exc.format_message()} (see `{where} --help`)", ExitStatus.USAGE)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        fail("aborted", 130)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+        return int(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return _fail("interrupted", ExitStatus.INTERRUPTED)
     except StockAgentError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        fail(exc.one_line(), exc.exit_code)
+        return _fail(exc.one_line(), exc.exit_code)
     except Exception as exc:
         if debug:
-            raise
-        translated = _translate(exc)
+            import traceback
+
+            traceback.print_exc()
+        translated = _translate(exc, run.get("app"))
         if translated is not None:
-            fail(translated.one_line(), translated.exit_code)
-        fail(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
-    sys.exit(result if isinstance(result, int) else 0)
+            return _fail(translated.one_line(), translated.exit_code)
+        return _fail(
+            f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            ExitStatus.ERROR,
+        )
+    return result if isinstance(result, int) else ExitStatus.OK
 
 
-def _translate(exc: BaseException) -> StockAgentError | None:
+def _fail(message: str, code: int) -> int:
+    click.echo(message, err=True)
+    return int(code)
+
+
+def _translate(exc: BaseException, app: App | None) -> StockAgentError | None:
     """Errors from libraries that have a clear meaning for the user."""
     if "redis" in sys.modules:
         import redis
 
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-            from stock_agent.config import load_settings
             from stock_agent.store.connection import unreachable
-            from stock_agent.store.embedded import socket_url
 
-            settings = load_settings()
-            return unreachable(settings.redis_url or socket_url(settings.home))
+            where = app.backend.display_url if app is not None else "the configured store"
+            return unreachable(where)
     return None

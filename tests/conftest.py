@@ -105,7 +105,6 @@ def short_tmp() -> Iterator[Path]:
 @pytest.fixture
 def settings(valkey: ValkeyProcess, redis_client, short_tmp: Path) -> Iterator[Settings]:
     """Settings pointing at the test server and the offline market data, with no model."""
-    connection.reset_clients()
     yield Settings(
         redis_url=valkey.url,
         user_id="alice",
@@ -113,7 +112,6 @@ def settings(valkey: ValkeyProcess, redis_client, short_tmp: Path) -> Iterator[S
         home=short_tmp / "home",
         data_dir=MARKET_DATA,
     )
-    connection.reset_clients()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The analysis dict: values by hand, short histories, signals, beta, profile, JSON."""
+"""The analysis (as its JSON form, `Analysis.to_dict()`): values by hand, short histories,
+signals, beta, profile, JSON."""
 
 from __future__ import annotations
 
@@ -12,9 +13,24 @@ import pytest
 import talib
 
 from stock_agent import errors
-from stock_agent.core.analysis import analyze_bars, apply_profile
+from stock_agent.core import analysis as _analysis
+from stock_agent.core import personalise as _personalise
+from stock_agent.core.models import Analysis
 from stock_agent.providers.offline import CsvProvider
 from tests.conftest import MARKET_DATA
+
+
+def analyze_bars(*args, **kwargs) -> dict:
+    """The typed analysis as the dict `analyze --json` prints, checked to round-trip."""
+    result = _analysis.analyze_bars(*args, **kwargs)
+    data = result.to_dict()
+    assert Analysis.from_dict(json.loads(json.dumps(data))) == result
+    return data
+
+
+def apply_profile(data: dict, **kwargs) -> dict:
+    return _personalise.apply_profile(Analysis.from_dict(data), **kwargs).to_dict()
+
 
 TOP_LEVEL = [
     "symbol",
@@ -507,9 +523,19 @@ def test_applying_twice_gives_the_same_result(offline):
 def base_for_sizing(price, atr):
     return {
         "symbol": "X",
+        "as_of": "2026-01-02",
         "price": price,
+        "bars": 100,
         "returns": {"1d": 0.0},
         "indicators": {"atr_14": atr},
+        "high_52w": None,
+        "low_52w": None,
+        "pct_from_high_52w": None,
+        "pct_from_low_52w": None,
+        "volume": 0,
+        "volume_avg_20d": None,
+        "volume_ratio_20d": None,
+        "benchmark": None,
         "notes": [],
     }
 

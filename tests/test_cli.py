@@ -123,10 +123,7 @@ def test_light_commands_do_not_import_the_heavy_stack(
     probe = (
         "import sys\n"
         "from stock_agent.cli import main\n"
-        "try:\n"
-        f"    main({args!r})\n"
-        "except SystemExit as exc:\n"
-        "    code = exc.code\n"
+        f"code = main({args!r})\n"
         "loaded = sorted(m for m in {heavy!r} if m in sys.modules)\n"
         "print('EXIT', code, 'LOADED', ','.join(loaded), file=sys.stderr)\n"
     ).replace("{heavy!r}", repr(HEAVY))

@@ -1,17 +1,15 @@
-"""The connection: passwords masked wherever a URL is shown, one pooled client per process and
-store, the production settings on that pool, and an unreachable or misconfigured store reported
+"""The connection: passwords masked wherever a URL is shown, one pooled client per store backend
+(owned by an App, no process-wide registry), the production settings on that pool, and an unreachable or misconfigured store reported
 in one line that names the (masked) URL and the fix."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
 from stock_agent.config import Settings
 from stock_agent.errors import StoreUnavailable
-from stock_agent.store import connection
-from stock_agent.store.connection import get_client, make_client, mask_url, resolve_url
+from stock_agent.store.backend import StoreBackend
+from stock_agent.store.connection import make_client, mask_url, resolve_url
 from tests.conftest import free_port
 
 
@@ -46,17 +44,24 @@ def test_mask_url_never_shows_the_password_text():
         assert "hunter2" not in mask_url(url)
 
 
-def test_same_settings_give_the_same_client(settings):
-    first = get_client(settings)
-    assert get_client(settings) is first
-    # an equal settings object (as each command builds its own) still shares the pool
-    again = Settings(
-        redis_url=settings.redis_url, home=settings.home, user_id="bob", agent_id="other"
-    )
-    assert get_client(again) is first
-    other = settings.with_overrides(redis_max_connections=4)
-    assert get_client(other) is not first
+def get_client(settings: Settings):
+    return StoreBackend(settings).client
+
+
+def test_a_backend_keeps_one_client_until_closed(settings):
+    backend = StoreBackend(settings)
+    assert not backend.connected  # nothing connects before first use
+    first = backend.client
+    assert backend.client is first and first.ping()
+    # another backend (another App) has its own pool: nothing is shared through module state
+    other = StoreBackend(settings)
+    assert other.client is not first
+    other.close()
     assert first.ping()
+    backend.close()
+    assert not backend.connected
+    assert backend.client is not first  # reconnects on demand
+    backend.close()
 
 
 def test_the_pool_is_configured_for_production(valkey):
@@ -97,7 +102,6 @@ def test_a_password_and_an_acl_user_in_the_url_work(valkey, redis_client):
     try:
         host_port = valkey.url.removeprefix("redis://").split("/")[0]
         settings = Settings(redis_url=f"redis://sa_test:s3cret-pw@{host_port}/0")
-        connection.reset_clients()
         client = get_client(settings)
         assert client.acl_whoami() == "sa_test"
 
@@ -109,17 +113,14 @@ def test_a_password_and_an_acl_user_in_the_url_work(valkey, redis_client):
         assert f"redis://sa_test:***@{host_port}/0" in text
         assert "password" in info.value.fix
     finally:
-        connection.reset_clients()
         redis_client.acl_deluser("sa_test")
 
 
 def test_an_unreachable_store_names_the_masked_url_and_the_fix():
-    connection.reset_clients()
     url = f"redis://admin:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
-    started = time.monotonic()
+    backend = StoreBackend(Settings(redis_url=url))
     with pytest.raises(StoreUnavailable) as info:
-        get_client(Settings(redis_url=url))
-    assert time.monotonic() - started < 5  # a few quick retries, not a hang
+        backend.client  # noqa: B018 - the first use connects
 
     error = info.value
     line = error.one_line()
@@ -129,7 +130,7 @@ def test_an_unreachable_store_names_the_masked_url_and_the_fix():
     assert "unset REDIS_URL" in line
     assert "hunter2" not in line and "hunter2" not in repr(error.args)
     assert error.exit_code != 0
-    assert connection._CLIENTS == {}  # a failed client is not kept for the next call
+    assert not backend.connected  # a failed client is not kept for the next use
 
 
 def test_an_unreachable_unix_socket_is_reported_the_same_way(short_tmp):
@@ -157,7 +158,10 @@ def test_supported_schemes_resolve_to_themselves(url):
     assert resolve_url(Settings(redis_url=url)) == url
 
 
-def test_reset_clients_closes_and_forgets(settings):
-    first = get_client(settings)
-    connection.reset_clients()
-    assert get_client(settings) is not first
+def test_an_app_closes_its_backend(settings):
+    from stock_agent.app import App
+
+    with App(settings) as app:
+        client = app.backend.client
+        assert client.ping()
+    assert not app.backend.connected

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import talib
 
-from stock_agent.market import indicators as ind
+from stock_agent.core import indicators as ind
 
 RTOL = 1e-6
 # Only for values that cross zero (the MACD histogram, the MACD line itself), where a relative

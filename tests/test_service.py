@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from stock_agent.core.analysis import analyze_bars
-from stock_agent.core.models import Fundamentals, NewsItem
+from stock_agent.core import analysis as _analysis
+from stock_agent.core.models import Fundamentals, Model, NewsItem
 from stock_agent.errors import (
     DataUnavailable,
     InvalidInput,
@@ -18,8 +18,8 @@ from stock_agent.errors import (
     RateLimited,
     UnknownSymbol,
 )
-from stock_agent.market.service import FetchEvent, MarketService
 from stock_agent.providers.offline import CsvProvider
+from stock_agent.services.market import FetchEvent, MarketService
 from stock_agent.store.cache import ExecutionCache
 from stock_agent.store.keys import KeySpace
 from tests.conftest import MARKET_DATA
@@ -91,8 +91,34 @@ def events() -> list[FetchEvent]:
     return []
 
 
-def make_service(cache, events, provider=None, **kwargs) -> MarketService:
-    return MarketService(provider or CountingProvider(), cache, listener=events.append, **kwargs)
+def analyze_bars(*args, **kwargs) -> dict:
+    return _analysis.analyze_bars(*args, **kwargs).to_dict()
+
+
+def plain(value):
+    """Typed results as their JSON forms (what these tests compare); errors as they are."""
+    if isinstance(value, Model):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+class AsDicts:
+    """The service, with each result given as its `to_dict()`."""
+
+    def __init__(self, service: MarketService) -> None:
+        self.service = service
+
+    def __getattr__(self, name):
+        method = getattr(self.service, name)
+        return lambda *args, **kwargs: plain(method(*args, **kwargs))
+
+
+def make_service(cache, events, provider=None, **kwargs) -> AsDicts:
+    return AsDicts(
+        MarketService(provider or CountingProvider(), cache, listener=events.append, **kwargs)
+    )
 
 
 def brief(events: list[FetchEvent]) -> list[tuple]:
@@ -140,9 +166,9 @@ def test_analysis_is_served_from_the_cache(cache, events, redis_client, settings
     assert stats["analysis"] == {"lookups": 2, "hits": 1, "misses": 1, "hit_rate": 0.5}
     assert stats["history"]["lookups"] == 1
     # TTL of the bars kind, and the data source is part of the key
-    key = KEYS.cache(
-        "analysis", {"symbol": "MSFT", "source": "offline", "benchmark": "SPY", "v": 1}
-    )
+    args = service.service.analysis_args("MSFT")
+    assert args["source"] == "offline" and args["benchmark"] == "SPY"
+    key = KEYS.cache("analysis", args)
     assert 0 < redis_client.ttl(key) <= settings.cache_ttls.bars
 
 
@@ -282,8 +308,8 @@ def test_fundamentals_and_news_are_cached_with_their_kind(cache, events, redis_c
     service.news("AAPL", 2)
     assert provider.calls[("fundamentals", "AAPL")] == provider.calls[("news", "AAPL")] == 1
     ttls = settings.cache_ttls
-    fkey = KEYS.cache("fundamentals", {"symbol": "AAPL", "source": "offline"})
-    nkey = KEYS.cache("news", {"symbol": "AAPL", "source": "offline", "limit": 2})
+    fkey = KEYS.cache("fundamentals", service.service._args("AAPL"))
+    nkey = KEYS.cache("news", service.service._args("AAPL", limit=2))
     assert ttls.news < redis_client.ttl(fkey) <= ttls.fundamentals
     assert 0 < redis_client.ttl(nkey) <= ttls.news
 
@@ -307,4 +333,4 @@ def test_a_failing_listener_does_not_fail_the_fetch(cache):
         raise RuntimeError("display gone")
 
     service = MarketService(CountingProvider(), cache, listener=broken)
-    assert service.quote("AAPL")["symbol"] == "AAPL"
+    assert service.quote("AAPL").symbol == "AAPL"

@@ -14,16 +14,27 @@ from stock_agent.errors import InvalidId
 from stock_agent.store.history import SessionHistory
 from stock_agent.store.keys import KeySpace
 from stock_agent.store.profile import ProfileStore
-from stock_agent.store.sessions import (
-    clear_session,
-    latest_session,
-    list_sessions,
-    new_session_id,
-    read_raw_messages,
-)
+from stock_agent.store.sessions import SessionStore, new_session_id
 
 KEYS = KeySpace("test_agent")
 TTL = 600
+
+
+# The session store's methods, called the way these tests read best.
+def list_sessions(client, keys, user_id, ttl, limit=50):
+    return SessionStore(client, keys, ttl=ttl, window=20).list(user_id, limit)
+
+
+def latest_session(client, keys, user_id, ttl):
+    return SessionStore(client, keys, ttl=ttl, window=20).latest(user_id)
+
+
+def clear_session(client, keys, user_id, session_id):
+    return SessionStore(client, keys, ttl=TTL, window=20).clear(user_id, session_id)
+
+
+def read_raw_messages(client, keys, user_id, session_id):
+    return SessionStore(client, keys, ttl=TTL, window=20).raw_messages(user_id, session_id)
 
 
 def exchange(i: int) -> list:

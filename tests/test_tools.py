@@ -10,11 +10,14 @@ from langchain_core.tools import BaseTool
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from stock_agent.agent import tools as tools_module
-from stock_agent.agent.tools import ToolContext, build_tools
+from stock_agent.agent.context import AgentContext, agent_context
+from stock_agent.agent.tools import ToolDeps, build_tools
 from stock_agent.core.models import Fundamentals, NewsItem
-from stock_agent.market.service import MarketService
 from stock_agent.providers.base import ALL_CAPABILITIES
 from stock_agent.providers.offline import CsvProvider
+from stock_agent.services.analysis import AnalysisService
+from stock_agent.services.market import MarketService
+from stock_agent.services.profiles import ProfileService
 from stock_agent.store import connection
 from stock_agent.store.cache import ExecutionCache
 from stock_agent.store.keys import KeySpace
@@ -24,24 +27,53 @@ from tests.conftest import MARKET_DATA, free_port
 LIMIT = tools_module.MAX_CHARS_PER_SYMBOL
 
 
-def make_context(client, settings, user_id: str = "alice", provider=None) -> ToolContext:
+class Ctx:
+    """The tools' dependencies plus the user the test's calls run as."""
+
+    def __init__(self, deps: ToolDeps, user_id: str) -> None:
+        self.deps = deps
+        self.user_id = user_id
+        self.service = deps.market
+        self.profiles = deps.profiles.profiles
+
+
+def make_context(client, settings, user_id: str = "alice", provider=None) -> Ctx:
     keys = KeySpace(settings.agent_id)
     cache = ExecutionCache(client, keys, settings.cache_ttls)
-    service = MarketService(provider or CsvProvider(settings.data_dir), cache)
-    return ToolContext(service=service, profiles=ProfileStore(client, keys), user_id=user_id)
+    market = MarketService(provider or CsvProvider(settings.data_dir), cache)
+    profiles = ProfileStore(client, keys)
+    deps = ToolDeps(market, AnalysisService(market, profiles), ProfileService(profiles))
+    return Ctx(deps, user_id)
+
+
+class AsUser:
+    """A tool whose direct calls run as one user (the agent passes the user per call)."""
+
+    def __init__(self, tool: BaseTool, user_id: str) -> None:
+        self.tool, self.user_id = tool, user_id
+        self.name = tool.name
+        self.args_schema = tool.args_schema
+
+    def invoke(self, payload: Any) -> Any:
+        with agent_context(AgentContext(user_id=self.user_id)):
+            return self.tool.invoke(payload)
+
+
+def tools_for(ctx: Ctx) -> dict[str, Any]:
+    return {tool.name: AsUser(tool, ctx.user_id) for tool in build_tools(ctx.deps)}
 
 
 @pytest.fixture
-def ctx(redis_client, settings) -> ToolContext:
+def ctx(redis_client, settings) -> Ctx:
     return make_context(redis_client, settings)
 
 
 @pytest.fixture
-def tools(ctx) -> dict[str, BaseTool]:
-    return {tool.name: tool for tool in build_tools(ctx)}
+def tools(ctx) -> dict[str, Any]:
+    return tools_for(ctx)
 
 
-def call(tool: BaseTool, **args: Any) -> str:
+def call(tool: Any, **args: Any) -> str:
     """Invoke as the agent does (a tool call) and return the text the model would see."""
     message = tool.invoke({"type": "tool_call", "id": "call_1", "name": tool.name, "args": args})
     assert isinstance(message.content, str)
@@ -115,7 +147,7 @@ def test_analyze_stocks_is_personalised_after_the_cache(tools, ctx, redis_client
     assert "alerts" not in aapl and aapl["position"]["shares"] > 0
 
     # bob has no profile: same cached analysis, nothing of alice's
-    bob_tools = {t.name: t for t in build_tools(make_context(redis_client, settings, "bob"))}
+    bob_tools = tools_for(make_context(redis_client, settings, "bob"))
     bob = json.loads(call(bob_tools["analyze_stocks"], symbols=["TSLA"]))
     assert "alerts" not in bob and "position" not in bob
     assert ctx.service.cache.stats()["analysis"]["hits"] == 1
@@ -201,7 +233,7 @@ def test_fundamentals_and_news_are_compact(redis_client, settings):
             ]
 
     ctx = make_context(redis_client, settings, provider=Live(MARKET_DATA))
-    tools = {t.name: t for t in build_tools(ctx)}
+    tools = tools_for(ctx)
 
     facts = json.loads(call(tools["get_fundamentals"], symbol="AAPL"))
     assert facts["market_cap"] == "3.10T"
@@ -225,7 +257,7 @@ def test_a_bug_in_a_tool_comes_back_as_text(redis_client, settings):
             raise RuntimeError("boom")
 
     ctx = make_context(redis_client, settings, provider=Broken(MARKET_DATA))
-    tool = {t.name: t for t in build_tools(ctx)}["get_quote"]
+    tool = tools_for(ctx)["get_quote"]
     assert call(tool, symbol="AAPL") == "error: RuntimeError: boom"
     assert tool.invoke({"symbol": "AAPL"}) == "error: RuntimeError: boom"
 
@@ -315,7 +347,7 @@ def test_tools_still_answer_when_redis_is_down(settings):
     client = connection.make_client(f"redis://127.0.0.1:{free_port()}/0")
     try:
         ctx = make_context(client, settings)
-        tools = {t.name: t for t in build_tools(ctx)}
+        tools = tools_for(ctx)
         result = json.loads(call(tools["analyze_stocks"], symbols=["AAPL"]))
         assert result["symbol"] == "AAPL"
         assert any("profile unavailable" in note for note in result["notes"])
@@ -343,7 +375,7 @@ class _OfflineTool:
 
     @property
     def tool_constructor_params(self) -> dict[str, Any]:
-        return {"ctx": self._ctx}
+        return {"deps": self._ctx.deps}
 
     @property
     def tool_invoke_params_example(self) -> dict[str, Any]:

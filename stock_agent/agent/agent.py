@@ -1,16 +1,20 @@
-"""The agent with its memory: a LangChain 1.x `create_agent` graph wrapped in
+"""The agent with its memory: one LangChain 1.x `create_agent` graph for every user, wrapped in
 `RunnableWithMessageHistory` over the Redis `SessionHistory`.
 
 This is the only module that knows about `RunnableWithMessageHistory` (deprecated in
 langchain-core 1.x, removed in 2.0): a later move to LangGraph persistence touches this file.
 
-Why the seed's wrapping saved nothing: a `create_agent` graph takes and returns a dict of
-`messages`, which the wrapper cannot turn into messages to save. Here the wrapper wraps a small
-turn function instead: its input is the user's text, its history arrives as a list, and its output
-is the final answer as one `AIMessage`. Each turn so reads memory once (history and profile in
-one round trip) and writes it once (the user's message and the answer). The tool-call trail of a
-turn is not kept: tool results are cached in Redis, fresh data is fetched again when needed, and
-the next turn's request stays small.
+One graph, any user: the user and session arrive per call as the runtime context
+(`create_agent(..., context_schema=AgentContext)`, `graph.invoke(..., context=...)`), and the
+tools read it from their runtime. Nothing user-specific is bound when the graph is built.
+
+Memory, explicitly: a turn reads its memory once (`SessionStore.read_turn`: the window of
+messages and the profile, one round trip) and writes it once after the answer
+(`SessionStore.save_turn`, one script call), where a failure can be seen. The wrapper gets
+that history preloaded, so its end-of-run callback (whose errors LangChain swallows) only
+collects the turn's messages. The wrapper wraps a small turn function: its input is the
+user's text, its history arrives as a list, its output is the final answer as one
+`AIMessage`. The tool-call trail of a turn is not kept: tool results are cached in Redis.
 """
 
 from __future__ import annotations
@@ -24,50 +28,31 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableConfig, RunnableLambda
 
+from stock_agent.agent.context import AgentContext
 from stock_agent.agent.prompts import system_prompt
+from stock_agent.core.models import Profile
 from stock_agent.errors import StockAgentError
-from stock_agent.store.history import SessionHistory
-from stock_agent.store.profile import Profile, ProfileStore
 
 if TYPE_CHECKING:
-    import redis
     from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.language_models import BaseChatModel
     from langchain_core.tools import BaseTool
 
-    from stock_agent.store.keys import KeySpace
+    from stock_agent.services.market import Listener
+    from stock_agent.store.history import SessionHistory
+    from stock_agent.store.sessions import SessionStore
 
 # Model calls plus tool calls in one turn; a loop past this is cut off.
 RECURSION_LIMIT = 24
 
-HistoryFactory = Callable[[str, str], SessionHistory]
-
 
 def build_graph(model: BaseChatModel, tools: Sequence[BaseTool]) -> Any:
-    """The tool-calling agent. The system prompt is sent per turn (it carries today's date and
-    the user's profile), so the graph itself has none."""
+    """The tool-calling agent, for every user: the user arrives per call as `AgentContext`.
+    The system prompt is sent per turn (it carries today's date and the user's profile), so
+    the graph itself has none."""
     from langchain.agents import create_agent
 
-    return create_agent(model, list(tools), name="stock_agent")
-
-
-def redis_history_factory(
-    client: redis.Redis, keys: KeySpace, *, ttl: int, window: int
-) -> HistoryFactory:
-    """`(user_id, session_id) -> SessionHistory` sharing the process's pooled client."""
-
-    def factory(user_id: str, session_id: str) -> SessionHistory:
-        return SessionHistory(
-            client,
-            keys,
-            user_id,
-            session_id,
-            ttl=ttl,
-            window=window,
-            profile_key=keys.profile(user_id),
-        )
-
-    return factory
+    return create_agent(model, list(tools), name="stock_agent", context_schema=AgentContext)
 
 
 def final_answer(messages: Sequence[BaseMessage]) -> AIMessage:
@@ -79,20 +64,25 @@ def final_answer(messages: Sequence[BaseMessage]) -> AIMessage:
     return AIMessage(content="", id=f"answer-{uuid.uuid4().hex}")
 
 
+def _the_history(history: SessionHistory) -> SessionHistory:
+    """The wrapper's history factory: the turn's history is made (and read) by `ChatAgent.ask`."""
+    return history
+
+
 class ChatAgent:
-    """The agent, its memory and its prompt. `ask` runs one remembered turn; `run_once` runs
-    a turn with no memory (the one-shot `analyze`)."""
+    """The agent, its memory and its prompt. `ask` runs one remembered turn for any user;
+    `run_once` runs a turn with no memory (the one-shot `analyze`)."""
 
     def __init__(
         self,
         graph: Any,
-        history_factory: HistoryFactory,
+        sessions: SessionStore | None,
         *,
         today: Callable[[], dt.date] = dt.date.today,
         explain_error: Callable[[BaseException], StockAgentError | None] | None = None,
     ) -> None:
         self.graph = graph
-        self.history_factory = history_factory
+        self.sessions = sessions
         self.today = today
         self.explain_error = explain_error
         from langchain_core.runnables.history import RunnableWithMessageHistory
@@ -102,19 +92,12 @@ class ChatAgent:
             warnings.simplefilter("ignore")
             self.runnable = RunnableWithMessageHistory(
                 RunnableLambda(self._turn, name="stock_agent_turn"),
-                history_factory,
+                _the_history,
                 input_messages_key="input",
                 history_messages_key="history",
                 history_factory_config=[
                     ConfigurableFieldSpec(
-                        id="user_id", annotation=str, name="User id", default="", is_shared=True
-                    ),
-                    ConfigurableFieldSpec(
-                        id="session_id",
-                        annotation=str,
-                        name="Session id",
-                        default="",
-                        is_shared=True,
+                        id="history", annotation=Any, name="Session history", is_shared=True
                     ),
                 ],
             )
@@ -125,11 +108,8 @@ class ChatAgent:
         return [SystemMessage(system_prompt(profile, self.today())), *history, HumanMessage(text)]
 
     def _turn(self, inputs: dict[str, Any], config: RunnableConfig) -> AIMessage:
-        history: SessionHistory | None = config.get("configurable", {}).get("message_history")
-        fields = history.profile_fields if history is not None else None
-        profile = ProfileStore.from_hash(fields or {})
-        messages = self._messages(profile, inputs.get("history", []), inputs["input"])
-        result = self.graph.invoke({"messages": messages}, config=config)
+        messages = self._messages(inputs["profile"], inputs.get("history", []), inputs["input"])
+        result = self.graph.invoke({"messages": messages}, config=config, context=inputs["context"])
         return final_answer(result["messages"])
 
     def _run(self, call: Callable[[], Any]) -> Any:
@@ -152,23 +132,42 @@ class ChatAgent:
         user_id: str,
         session_id: str,
         callbacks: list[BaseCallbackHandler] | None = None,
+        on_fetch: Listener | None = None,
     ) -> str:
-        """One remembered turn: the model sees the session's window and the user's profile."""
+        """One remembered turn for `user_id`: the model sees the session's window and the
+        user's profile; the turn is saved once the answer is complete."""
+        if self.sessions is None:
+            raise StockAgentError(
+                "this agent has no memory", fix="use run_once, or build it with a session store"
+            )
+        memory = self.sessions.read_turn(user_id, session_id)  # validates both ids
+        context = AgentContext(user_id=user_id, session_id=session_id, on_fetch=on_fetch)
         config: RunnableConfig = {
-            "configurable": {"user_id": user_id, "session_id": session_id},
+            "configurable": {"history": memory.history},
             "callbacks": callbacks or [],
             "recursion_limit": RECURSION_LIMIT,
         }
+        inputs = {"input": text, "profile": memory.profile, "context": context}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            answer = self._run(lambda: self.runnable.invoke({"input": text}, config=config))
+            answer = self._run(lambda: self.runnable.invoke(inputs, config=config))
+        self.sessions.save_turn(user_id, session_id, memory.history.pending)
         return answer.text if isinstance(answer, BaseMessage) else str(answer)
 
     def run_once(
-        self, text: str, *, profile: Profile, callbacks: list[BaseCallbackHandler] | None = None
+        self,
+        text: str,
+        *,
+        profile: Profile,
+        user_id: str | None = None,
+        callbacks: list[BaseCallbackHandler] | None = None,
+        on_fetch: Listener | None = None,
     ) -> str:
         """A turn with no memory (nothing is read or saved)."""
         config: RunnableConfig = {"callbacks": callbacks or [], "recursion_limit": RECURSION_LIMIT}
         messages = self._messages(profile, [], text)
-        result = self._run(lambda: self.graph.invoke({"messages": messages}, config=config))
+        context = AgentContext(user_id=user_id, on_fetch=on_fetch)
+        result = self._run(
+            lambda: self.graph.invoke({"messages": messages}, config=config, context=context)
+        )
         return final_answer(result["messages"]).text

@@ -9,7 +9,7 @@ from string import Template
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stock_agent.store.profile import Profile
+    from stock_agent.core.models import Profile
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 

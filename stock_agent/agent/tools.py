@@ -1,209 +1,66 @@
-"""The agent's tools: market data through `MarketService` and the user's profile, as compact
-text for the model (rounded numbers, at most ~1,500 characters per symbol, no raw tables).
+"""The agent's tools: thin LangChain adapters over the service layer. Each has an argument
+schema (what the model may pass), calls one service method, and returns compact text for the
+model (`agent/format.py`). The user comes from the call's runtime context, never from the
+tool: one set of tools serves every user.
 
 A tool never raises: a failure comes back as one "error: ..." line the model can relay.
+A new tool is one `StockTool` subclass added to `TOOL_CLASSES`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 
-from stock_agent.errors import InvalidInput, StockAgentError
-from stock_agent.market.service import MarketService
-from stock_agent.store.profile import Profile, ProfileStore
+from stock_agent.agent.context import AgentContext, current_context, require_user
+from stock_agent.agent.format import (
+    MAX_CHARS_PER_SYMBOL,
+    RANK_COLUMNS,
+    clip,
+    compact_json,
+    comparison_row,
+    error_text,
+    fit,
+    fundamentals_text,
+    news_text,
+    profile_view,
+    quote_text,
+    summarize_analysis,
+)
+from stock_agent.core import numbers as num
+from stock_agent.core.limits import (
+    MAX_NEWS_PER_TOOL_CALL,
+    MAX_NOTES,
+    MAX_SYMBOL_LENGTH,
+    MAX_SYMBOLS_PER_TOOL_CALL,
+    PROFILE_FIELDS,
+)
+from stock_agent.core.models import Analysis
+from stock_agent.errors import StockAgentError
+
+# At run time, not only for type checking: pydantic resolves the tools' field types.
+from stock_agent.services.analysis import AnalysisService  # noqa: TC001
+from stock_agent.services.market import MarketService  # noqa: TC001
+from stock_agent.services.profiles import ProfileService, ProfileUpdate
 
 log = logging.getLogger(__name__)
 
-MAX_CHARS_PER_SYMBOL = 1500
-MAX_SYMBOLS_PER_CALL = 10
+MAX_SYMBOLS_PER_CALL = MAX_SYMBOLS_PER_TOOL_CALL
+__all__ = ["MAX_CHARS_PER_SYMBOL", "TOOL_CLASSES", "ToolDeps", "build_tools"]
 
 
-@dataclass
-class ToolContext:
-    """What the tools work with: market data, the profile store, and whose profile it is."""
+@dataclass(frozen=True)
+class ToolDeps:
+    """What the tools call: the services, shared by every user and every turn."""
 
-    service: MarketService
-    profiles: ProfileStore
-    user_id: str
-
-
-# -- formatting -----------------------------------------------------------------------------------
-
-
-def error_text(exc: BaseException) -> str:
-    """One line for the model. Our own errors carry their fix; anything else is named."""
-    if isinstance(exc, StockAgentError):
-        return exc.one_line()
-    if isinstance(exc, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
-        )
-        return f"error: invalid arguments: {problems}"
-    return f"error: {type(exc).__name__}: {exc}"
-
-
-def rounded(value: Any, digits: int = 2) -> Any:
-    """Floats rounded (to `digits` decimals, or 3 significant digits for small numbers),
-    Nones dropped from dicts, recursively."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        if value != 0 and abs(value) < 1:
-            return float(f"{value:.3g}")
-        return round(value, digits)
-    if isinstance(value, dict):
-        return {k: rounded(v, digits) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [rounded(v, digits) for v in value]
-    return value
-
-
-def compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def pct(value: Any, digits: int = 1) -> float | None:
-    """A fraction as a rounded percentage (0.0523 -> 5.2)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return round(value * 100, digits)
-    return None
-
-
-def clip(text: Any, limit: int) -> Any:
-    if isinstance(text, str) and len(text) > limit:
-        return text[: limit - 1].rstrip() + "…"
-    return text
-
-
-def fit(payload: dict[str, Any], limit: int = MAX_CHARS_PER_SYMBOL) -> str:
-    """Compact JSON of `payload` within `limit` characters: long strings are shortened, then
-    the last (least important) keys are dropped and named under `omitted`."""
-    text = compact_json(payload)
-    if len(text) <= limit:
-        return text
-    payload = {k: clip(v, 200) for k, v in payload.items()}
-    omitted: list[str] = []
-    while True:
-        text = compact_json({**payload, "omitted": omitted} if omitted else payload)
-        if len(text) <= limit or len(payload) <= 1:
-            break
-        omitted.insert(0, payload.popitem()[0])
-    return text if len(text) <= limit else clip(text, limit)
-
-
-_FRACTION_INDICATORS = ("volatility_20d", "volatility_1y", "max_drawdown_1y")
-_SHORT_HISTORY = re.compile(r"^(.+) needs (\d+) bars, have (\d+)$")
-
-
-def short_notes(notes: list[str]) -> list[str]:
-    """The analysis notes, with the many "X needs N bars, have M" lines folded into one."""
-    folded, kept, have = [], [], None
-    for note in notes:
-        match = _SHORT_HISTORY.match(note)
-        if match:
-            folded.append(match.group(1))
-            have = match.group(3)
-        else:
-            kept.append(clip(note, 160))
-    if folded:
-        kept.insert(0, f"only {have} bars of history, so no {', '.join(folded)}")
-    return kept
-
-
-def summarize_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
-    """The (personalised) analysis as a small dict for the model: percentages instead of
-    fractions, rounded numbers, signals as their one-line texts, most important keys first."""
-    returns = {k: pct(v) for k, v in (analysis.get("returns") or {}).items()}
-    indicators = dict(analysis.get("indicators") or {})
-    for name in _FRACTION_INDICATORS:
-        if name in indicators:
-            indicators[f"{name}_pct"] = pct(indicators.pop(name))
-    position = analysis.get("position")
-    if isinstance(position, dict):
-        position = {k: v for k, v in position.items() if k != "portfolio_size"}
-        position["pct_of_portfolio"] = pct(position.get("pct_of_portfolio"))
-    summary: dict[str, Any] = {
-        "symbol": analysis.get("symbol"),
-        "as_of": analysis.get("as_of"),
-        "price": analysis.get("price"),
-        "returns_pct": returns,
-        "alerts": [
-            clip(a.get("text") if isinstance(a, dict) else str(a), 200)
-            for a in analysis.get("alerts") or []
-        ],
-        "position": position,
-        "indicators": indicators,
-        "range_52w": {
-            "high": analysis.get("high_52w"),
-            "low": analysis.get("low_52w"),
-            "from_high_pct": pct(analysis.get("pct_from_high_52w")),
-            "from_low_pct": pct(analysis.get("pct_from_low_52w")),
-        },
-        "volume_vs_20d_avg": analysis.get("volume_ratio_20d"),
-        "beta_vs": analysis.get("benchmark"),
-        "signals": [
-            clip(s.get("text") or f"{s.get('name')}: {s.get('state')}", 120)
-            for s in analysis.get("signals") or []
-            if isinstance(s, dict)
-        ],
-        "notes": short_notes(list(analysis.get("notes") or [])),
-    }
-    return _drop_empty(rounded(summary))
-
-
-def _drop_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        cleaned = {k: _drop_empty(v) for k, v in value.items()}
-        return {k: v for k, v in cleaned.items() if v not in (None, [], {})}
-    return value
-
-
-def _profile_for(ctx: ToolContext) -> tuple[Profile | None, str | None]:
-    """The user's profile, or None and a note when the store cannot be read (the analysis still works)."""
-    try:
-        return ctx.profiles.get(ctx.user_id), None
-    except Exception as exc:
-        log.debug("profile unavailable for %s", ctx.user_id, exc_info=True)
-        return None, f"profile unavailable ({type(exc).__name__}); alerts and position not applied"
-
-
-def _personalised(ctx: ToolContext, symbols: list[str]) -> list[dict[str, Any] | StockAgentError]:
-    from stock_agent.market.analysis import apply_profile
-
-    results = ctx.service.analyses(symbols)
-    profile, note = _profile_for(ctx)
-    out: list[dict[str, Any] | StockAgentError] = []
-    for item in results:
-        if isinstance(item, dict):
-            if profile is not None:
-                item = apply_profile(
-                    item,
-                    alert_threshold=profile.alert_threshold,
-                    portfolio_size=profile.portfolio_size,
-                )
-            elif note:
-                item = {**item, "notes": [*(item.get("notes") or []), note]}
-        out.append(item)
-    return out
-
-
-def _profile_view(profile: Profile) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "preferred_symbols": profile.preferred_symbols,
-        "alert_threshold_pct": pct(profile.alert_threshold, 2),
-        "portfolio_size": profile.portfolio_size,
-        "notes": clip(profile.notes, 600),
-    }
-    return {k: v for k, v in view.items() if v not in (None, [])}
+    market: MarketService
+    analysis: AnalysisService
+    profiles: ProfileService
 
 
 # -- argument schemas ----------------------------------------------------------------------------
@@ -216,7 +73,7 @@ class _Args(BaseModel):
 
 
 class SymbolArgs(_Args):
-    symbol: str = Field(description=_SYMBOL, min_length=1, max_length=15)
+    symbol: str = Field(description=_SYMBOL, min_length=1, max_length=MAX_SYMBOL_LENGTH)
 
 
 class AnalyzeArgs(_Args):
@@ -245,8 +102,13 @@ class CompareArgs(_Args):
 
 
 class NewsArgs(_Args):
-    symbol: str = Field(description=_SYMBOL, min_length=1, max_length=15)
-    limit: int = Field(default=5, ge=1, le=10, description="How many recent headlines, 1 to 10.")
+    symbol: str = Field(description=_SYMBOL, min_length=1, max_length=MAX_SYMBOL_LENGTH)
+    limit: int = Field(
+        default=5,
+        ge=1,
+        le=MAX_NEWS_PER_TOOL_CALL,
+        description="How many recent headlines, 1 to 10.",
+    )
 
 
 class NoArgs(_Args):
@@ -254,6 +116,7 @@ class NoArgs(_Args):
 
 
 ProfileField = Literal["preferred_symbols", "alert_threshold", "portfolio_size", "notes"]
+assert set(ProfileField.__args__) == set(PROFILE_FIELDS)  # type: ignore[attr-defined]
 
 
 class UpdateProfileArgs(_Args):
@@ -276,14 +139,11 @@ class UpdateProfileArgs(_Args):
     notes: str | None = Field(
         default=None,
         description="Free-text note about the user's goals or constraints (replaces the old note).",
-        max_length=2000,
+        max_length=MAX_NOTES,
     )
     clear: list[ProfileField] | None = Field(
         default=None, description="Fields to erase, e.g. ['alert_threshold']."
     )
-
-
-# -- tools ----------------------------------------------------------------------------------------
 
 
 def _invalid_args(exc: Exception) -> str:
@@ -291,20 +151,23 @@ def _invalid_args(exc: Exception) -> str:
 
 
 class StockTool(BaseTool):
-    """A tool bound to a `ToolContext`; `run_tool` returns text and failures become "error: ..."."""
+    """A tool over `ToolDeps`; `run_tool(ctx, **args)` returns text, failures become "error: ..."."""
 
-    ctx: SkipValidation[ToolContext] = Field(exclude=True)
+    deps: SkipValidation[ToolDeps] = Field(exclude=True)
     handle_validation_error: bool | str | Callable[[Any], str] | None = _invalid_args
+    # what the data source must answer for this tool to be offered ("" = always)
+    needs: str = ""
 
     def _run(self, *args: Any, **kwargs: Any) -> str:
+        kwargs.pop("run_manager", None)
         try:
-            return self.run_tool(**kwargs)
+            return self.run_tool(current_context(), **kwargs)
         except Exception as exc:  # never raise into the agent: the model relays the error
             if not isinstance(exc, StockAgentError):
                 log.warning("tool %s failed", self.name, exc_info=True)
             return error_text(exc)
 
-    def run_tool(self, *args: Any, **kwargs: Any) -> str:
+    def run_tool(self, ctx: AgentContext, *args: Any, **kwargs: Any) -> str:
         raise NotImplementedError
 
 
@@ -315,11 +178,10 @@ class GetQuoteTool(StockTool):
         "Use for 'what is X trading at'. For trend, returns and indicators use analyze_stocks."
     )
     args_schema: type[BaseModel] = SymbolArgs
+    needs: str = "quote"
 
-    def run_tool(self, symbol: str) -> str:
-        quote = dict(self.ctx.service.quote(symbol))
-        quote["change_pct"] = pct(quote.get("change_pct"), 2)  # percent for the model
-        return fit(_drop_empty(rounded(quote)))
+    def run_tool(self, ctx: AgentContext, symbol: str) -> str:
+        return quote_text(self.deps.market.quote(symbol, listener=ctx.on_fetch))
 
 
 class AnalyzeStocksTool(StockTool):
@@ -331,29 +193,17 @@ class AnalyzeStocksTool(StockTool):
         "position size from their profile. Prefer one call with all symbols."
     )
     args_schema: type[BaseModel] = AnalyzeArgs
+    needs: str = "history"
 
-    def run_tool(self, symbols: list[str]) -> str:
+    def run_tool(self, ctx: AgentContext, symbols: list[str]) -> str:
+        batch = self.deps.analysis.analyze(symbols, user_id=ctx.user_id, listener=ctx.on_fetch)
         lines = []
-        for symbol, item in zip(symbols, _personalised(self.ctx, symbols), strict=True):
-            if isinstance(item, dict):
+        for symbol, item in zip(symbols, batch.items, strict=True):
+            if isinstance(item, Analysis):
                 lines.append(fit(summarize_analysis(item)))
             else:
                 lines.append(f"{symbol}: {error_text(item)}")
         return "\n".join(lines)
-
-
-_FRACTION_FIELDS = ("dividend_yield", "profit_margin", "operating_margin", "revenue_growth")
-_BIG_FIELDS = ("market_cap", "revenue", "enterprise_value", "free_cash_flow")
-
-
-def big_number(value: Any) -> Any:
-    """3.1e12 -> "3.10T": large amounts the way people read them."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        return value
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-        if abs(value) >= size:
-            return f"{value / size:.2f}{suffix}"
-    return round(value, 2)
 
 
 class GetFundamentalsTool(StockTool):
@@ -363,90 +213,20 @@ class GetFundamentalsTool(StockTool):
         "yield, margins and similar. Not available with offline data."
     )
     args_schema: type[BaseModel] = SymbolArgs
+    needs: str = "fundamentals"
 
-    def run_tool(self, symbol: str) -> str:
-        data: dict[str, Any] = {}
-        for key, value in self.ctx.service.fundamentals(symbol).items():
-            if key in _FRACTION_FIELDS:
-                data[f"{key}_pct"] = pct(value, 2)
-            elif key in _BIG_FIELDS:
-                data[key] = big_number(value)
-            else:
-                data[key] = clip(value, 300)
-        return fit(_drop_empty(rounded(data)))
+    def run_tool(self, ctx: AgentContext, symbol: str) -> str:
+        return fundamentals_text(self.deps.market.fundamentals(symbol, listener=ctx.on_fetch))
 
 
 class GetNewsTool(StockTool):
     name: str = "get_news"
     description: str = "Recent headlines about one stock (title, publisher, date). Not available with offline data."
     args_schema: type[BaseModel] = NewsArgs
+    needs: str = "news"
 
-    def run_tool(self, symbol: str, limit: int = 5) -> str:
-        data = self.ctx.service.news(symbol, limit=limit)
-        items = []
-        for item in data.get("items") or []:
-            if not isinstance(item, dict):
-                continue
-            keep = {
-                k: item.get(k) for k in ("title", "publisher", "published", "date") if item.get(k)
-            }
-            items.append({k: clip(v, 160) for k, v in keep.items()})
-        sym = data.get("symbol", symbol)
-        if not items:
-            return f"{sym}: no recent news"
-        text = compact_json({"symbol": sym, "news": items})
-        while len(text) > MAX_CHARS_PER_SYMBOL and len(items) > 1:
-            items.pop()  # the oldest headlines go first
-            text = compact_json({"symbol": sym, "news": items, "more_not_shown": True})
-        return fit({"symbol": sym, "news": items}) if len(text) > MAX_CHARS_PER_SYMBOL else text
-
-
-# what each compare criterion reads, and whether higher is better
-_RANKS: dict[str, tuple[str, bool, str]] = {
-    "return_1m": ("ret_1m_pct", True, "1-month return, highest first"),
-    "return_3m": ("ret_3m_pct", True, "3-month return, highest first"),
-    "return_1y": ("ret_1y_pct", True, "1-year return, highest first"),
-    "rsi": ("rsi", True, "RSI(14), highest first"),
-    "volatility": ("vol_pct", False, "annualised volatility, lowest first"),
-    "drawdown": ("max_dd_pct", True, "max drawdown, shallowest first"),
-    "beta": ("beta", False, "beta, lowest first"),
-}
-
-
-def _first(mapping: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        if mapping.get(name) is not None:
-            return mapping[name]
-    return None
-
-
-def comparison_row(analysis: dict[str, Any]) -> dict[str, Any]:
-    returns = analysis.get("returns") or {}
-    ind = analysis.get("indicators") or {}
-    price = analysis.get("price")
-    sma50, sma200 = ind.get("sma_50"), ind.get("sma_200")
-    if (
-        isinstance(price, int | float)
-        and isinstance(sma50, int | float)
-        and isinstance(sma200, int | float)
-    ):
-        trend = "up" if price > sma50 > sma200 else "down" if price < sma50 < sma200 else "mixed"
-    else:
-        trend = None
-    row = {
-        "symbol": analysis.get("symbol"),
-        "price": price,
-        "ret_1d_pct": pct(returns.get("1d")),
-        "ret_1m_pct": pct(returns.get("1m")),
-        "ret_3m_pct": pct(returns.get("3m")),
-        "ret_1y_pct": pct(returns.get("1y")),
-        "rsi": ind.get("rsi_14"),
-        "vol_pct": pct(_first(ind, "volatility_1y", "volatility_20d")),
-        "max_dd_pct": pct(ind.get("max_drawdown_1y")),
-        "beta": ind.get("beta"),
-        "trend": trend,
-    }
-    return rounded(row)
+    def run_tool(self, ctx: AgentContext, symbol: str, limit: int = 5) -> str:
+        return news_text(self.deps.market.news(symbol, limit=limit, listener=ctx.on_fetch))
 
 
 class CompareStocksTool(StockTool):
@@ -456,29 +236,22 @@ class CompareStocksTool(StockTool):
         "annualised volatility, max drawdown, beta and trend, ranked by one criterion."
     )
     args_schema: type[BaseModel] = CompareArgs
+    needs: str = "history"
 
-    def run_tool(self, symbols: list[str], rank_by: str = "return_3m") -> str:
-        column, higher_first, label = _RANKS[rank_by]
-        rows, errors = [], []
-        for symbol, item in zip(symbols, self.ctx.service.analyses(symbols), strict=True):
-            if isinstance(item, dict):
-                rows.append(comparison_row(item))
-            else:
-                errors.append(f"{symbol}: {error_text(item)}")
-        ranked = [r for r in rows if r.get(column) is not None]
-        ranked.sort(key=lambda r: r[column], reverse=higher_first)
-        unranked = [r for r in rows if r.get(column) is None]
-        lines = [f"ranked by {label}"]
-        for place, row in enumerate(ranked + unranked, 1):
-            prefix = f"{place}." if row.get(column) is not None else "-"
+    def run_tool(self, ctx: AgentContext, symbols: list[str], rank_by: str = "return_3m") -> str:
+        result = self.deps.analysis.compare(symbols, rank_by, listener=ctx.on_fetch)
+        column = RANK_COLUMNS[rank_by]
+        lines = [f"ranked by {result.label}"]
+        for place, a in enumerate(result.ranked, 1):
+            lines.append(f"{place}. {compact_json(comparison_row(a))}")
+        for a in result.unranked:
+            lines.append(f"- {compact_json(comparison_row(a))}")
+        if result.unranked:
             lines.append(
-                f"{prefix} {compact_json({k: v for k, v in row.items() if v is not None})}"
+                f"not ranked (no {column}): {', '.join(a.symbol for a in result.unranked)}"
             )
-        if unranked:
-            lines.append(
-                f"not ranked (no {column}): {', '.join(str(r['symbol']) for r in unranked)}"
-            )
-        return "\n".join(lines + errors)
+        lines += [f"{symbol}: {error_text(exc)}" for symbol, exc in result.errors]
+        return "\n".join(lines)
 
 
 class GetProfileTool(StockTool):
@@ -489,8 +262,8 @@ class GetProfileTool(StockTool):
     )
     args_schema: type[BaseModel] = NoArgs
 
-    def run_tool(self) -> str:
-        view = _profile_view(self.ctx.profiles.get(self.ctx.user_id))
+    def run_tool(self, ctx: AgentContext) -> str:
+        view = profile_view(self.deps.profiles.get(require_user(ctx)))
         return compact_json(view) if view else "profile is empty"
 
 
@@ -506,6 +279,7 @@ class UpdateProfileTool(StockTool):
 
     def run_tool(
         self,
+        ctx: AgentContext,
         add_symbols: list[str] | None = None,
         remove_symbols: list[str] | None = None,
         alert_threshold: float | str | None = None,
@@ -513,40 +287,16 @@ class UpdateProfileTool(StockTool):
         notes: str | None = None,
         clear: list[str] | None = None,
     ) -> str:
-        from stock_agent.store.profile import parse_amount, parse_symbols, parse_threshold
-
-        # Validate everything first, so a bad value changes nothing.
-        adds = parse_symbols(add_symbols) if add_symbols else []
-        removes = parse_symbols(remove_symbols) if remove_symbols else []
-        if alert_threshold is not None:
-            parse_threshold(alert_threshold)
-        if portfolio_size is not None:
-            parse_amount(portfolio_size)
-        cleared = list(dict.fromkeys(clear or []))
-        given = {
-            "alert_threshold": alert_threshold,
-            "portfolio_size": portfolio_size,
-            "notes": notes,
-        }
-        both = [f for f in cleared if given.get(f) is not None]
-        if both:
-            raise InvalidInput(
-                f"{', '.join(both)} given and cleared at once", fix="do one or the other"
-            )
-        if not (adds or removes or cleared or any(v is not None for v in given.values())):
-            raise InvalidInput("nothing to update", fix="give at least one field to change")
-
-        store, user = self.ctx.profiles, self.ctx.user_id
-        for field in cleared:
-            store.set_field(user, field, None)
-        if adds:
-            store.add_symbols(user, adds)
-        if removes:
-            store.remove_symbols(user, removes)
-        for field, value in given.items():
-            if value is not None:
-                store.set_field(user, field, value)
-        view = _profile_view(store.get(user))
+        change = ProfileUpdate(
+            add_symbols=tuple(add_symbols or ()),
+            remove_symbols=tuple(remove_symbols or ()),
+            alert_threshold=alert_threshold,
+            portfolio_size=portfolio_size,
+            notes=notes,
+            clear=tuple(clear or ()),
+        )
+        saved = self.deps.profiles.update(require_user(ctx), change)
+        view = profile_view(saved)
         return "saved: " + (compact_json(view) if view else "profile is empty")
 
 
@@ -557,34 +307,34 @@ class CheckWatchlistTool(StockTool):
         "breaches the user's alert threshold. Use when the user asks how their stocks are doing."
     )
     args_schema: type[BaseModel] = NoArgs
+    needs: str = "history"
 
-    def run_tool(self) -> str:
-        profile = self.ctx.profiles.get(self.ctx.user_id)
-        if not profile.preferred_symbols:
+    def run_tool(self, ctx: AgentContext) -> str:
+        report = self.deps.analysis.watchlist(require_user(ctx), listener=ctx.on_fetch)
+        if report.empty:
             return (
                 "watchlist is empty: ask the user which symbols to follow, then save them with "
                 "update_profile(add_symbols=[...])"
             )
-        threshold = profile.alert_threshold
-        header = (
-            f"alert threshold: {pct(threshold, 2)}% 1-day change"
-            if threshold is not None
+        lines = [
+            f"alert threshold: {num.percent(report.threshold, 2)}% 1-day change"
+            if report.threshold is not None
             else "no alert threshold set (update_profile(alert_threshold=-0.05) sets one)"
-        )
-        lines = [header]
-        symbols = profile.preferred_symbols
-        for symbol, item in zip(symbols, _personalised(self.ctx, symbols), strict=True):
-            if not isinstance(item, dict):
-                lines.append(f"{symbol}: {error_text(item)}")
+        ]
+        for item in report.items:
+            if item.analysis is None:
+                lines.append(
+                    f"{item.symbol}: {error_text(item.error or StockAgentError('no data'))}"
+                )
                 continue
-            change = pct((item.get("returns") or {}).get("1d"), 2)
-            price = rounded(item.get("price"))
+            a = item.analysis
+            change = num.percent(a.returns.d1, 2)
             moved = f"{change:+.2f}% 1d" if change is not None else "1d change unknown"
-            # apply_profile decides what is an alert; this only reports it
-            alerts = [a.get("text", "") if isinstance(a, dict) else str(a) for a in item["alerts"]]
-            line = f"{symbol}: {price} ({moved}) {'ALERT' if alerts else 'ok'}"
-            if alerts:
-                line += f": {clip('; '.join(alerts), 200)}"
+            line = (
+                f"{item.symbol}: {num.for_model(a.price)} ({moved}) {'ALERT' if a.alerts else 'ok'}"
+            )
+            if a.alerts:
+                line += f": {clip('; '.join(alert.text for alert in a.alerts), 200)}"
             lines.append(line)
         return "\n".join(lines)
 
@@ -601,6 +351,10 @@ TOOL_CLASSES: tuple[type[StockTool], ...] = (
 )
 
 
-def build_tools(ctx: ToolContext) -> list[BaseTool]:
-    """Every tool, bound to `ctx` (one user's profile)."""
-    return [cls(ctx=ctx) for cls in TOOL_CLASSES]  # type: ignore[call-arg]  # name: set per class
+def build_tools(deps: ToolDeps, capabilities: frozenset[str] | None = None) -> list[StockTool]:
+    """Every tool over `deps`; with `capabilities` (what the data source answers), only the
+    tools it can serve, so the model is never offered a tool that can only fail."""
+    tools = [cls(deps=deps) for cls in TOOL_CLASSES]  # type: ignore[call-arg]
+    if capabilities is not None:
+        tools = [t for t in tools if not t.needs or t.needs in capabilities]
+    return tools

@@ -1,12 +1,11 @@
-"""The analysis of one symbol's daily bars as a JSON-ready dict. Pure: no I/O.
+"""The analysis of one symbol's daily bars as a typed `Analysis`. Pure: no I/O.
 
 `analyze_bars` gives the base result, the same for every user and so cacheable;
-`apply_profile` personalises a copy with one user's drop alert and position size.
+`core.personalise` returns a copy with one user's drop alert and position size.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -14,21 +13,24 @@ import numpy as np
 import pandas as pd
 
 from stock_agent import errors
-from stock_agent.market import indicators as ind
-from stock_agent.market.symbols import normalize_symbol
+from stock_agent.core import indicators as ind
+from stock_agent.core import numbers as num
+from stock_agent.core.limits import TRADING_DAYS_PER_YEAR
+from stock_agent.core.models import Analysis, Indicators, Returns, Signal
+from stock_agent.core.personalise import apply_profile, personalise
+from stock_agent.core.symbols import normalize_symbol
+
+__all__ = ["analyze_bars", "apply_profile", "personalise"]
 
 # Windows in bars (trading days). "1y" and "52 weeks" are the last 252 bars.
-RETURN_WINDOWS = {"1d": 1, "5d": 5, "1m": 21, "3m": 63, "6m": 126, "1y": 252}
-YEAR = 252
+RETURN_WINDOWS = Returns.windows
+YEAR = TRADING_DAYS_PER_YEAR
 SMA_WINDOWS = (20, 50, 200)
 BETA_MIN_RETURNS = 60
 RSI_OVERBOUGHT, RSI_OVERSOLD = 70.0, 30.0
 MACD_CROSS_BARS = 5  # a MACD crossover is news for this many bars
 SMA_CROSS_BARS = 20  # a golden/death cross is news for this many bars
 VOLUME_SPIKE = 2.0  # today's volume vs the average of the previous 20 bars
-RISK_PER_POSITION = 0.01  # of the portfolio, lost if the stop is hit
-STOP_ATR_MULTIPLE = 2.0
-MAX_POSITION = 0.20  # of the portfolio
 
 _COLUMNS = ["High", "Low", "Close", "Volume"]
 
@@ -39,7 +41,7 @@ def analyze_bars(
     benchmark: pd.DataFrame | None = None,
     *,
     benchmark_symbol: str = "SPY",
-) -> dict[str, Any]:
+) -> Analysis:
     """Returns, indicators, 52-week range, volume, beta and signals from daily bars.
 
     Everything is computed from the bars as given (their last bar is "today"). A value
@@ -151,78 +153,27 @@ def analyze_bars(
             }
         )
 
-    return {
-        "symbol": symbol,
-        "as_of": frame.index[-1].date().isoformat(),
-        "price": _price_like(price),
-        "bars": n,
-        "returns": returns,
-        "indicators": indicators,
-        "high_52w": _price_like(high_52w),
-        "low_52w": _price_like(low_52w),
-        "pct_from_high_52w": _frac(price / high_52w - 1.0) if high_52w > 0 else None,
-        "pct_from_low_52w": _frac(price / low_52w - 1.0) if low_52w > 0 else None,
-        "volume": int(volume[-1]),
-        "volume_avg_20d": None if volume_avg is None else int(round(volume_avg)),
-        "volume_ratio_20d": _round(volume_ratio, 4),
-        "benchmark": benchmark_used,
-        "signals": signals,
-        "alerts": [],
-        "position": None,
-        "notes": notes,
-    }
+    return Analysis(
+        symbol=symbol,
+        as_of=frame.index[-1].date().isoformat(),
+        price=_price_like(price) or 0.0,
+        bars=n,
+        returns=Returns(**{_RETURN_FIELDS[k]: v for k, v in returns.items()}),
+        indicators=Indicators(**indicators),
+        high_52w=_price_like(high_52w),
+        low_52w=_price_like(low_52w),
+        pct_from_high_52w=_frac(price / high_52w - 1.0) if high_52w > 0 else None,
+        pct_from_low_52w=_frac(price / low_52w - 1.0) if low_52w > 0 else None,
+        volume=int(volume[-1]),
+        volume_avg_20d=None if volume_avg is None else int(round(volume_avg)),
+        volume_ratio_20d=_round(volume_ratio, 4),
+        benchmark=benchmark_used,
+        signals=tuple(Signal(**s) for s in signals),
+        notes=tuple(notes),
+    )
 
 
-def apply_profile(
-    analysis: dict[str, Any],
-    *,
-    alert_threshold: float | None = None,
-    portfolio_size: float | None = None,
-) -> dict[str, Any]:
-    """A new dict: `analysis` with one user's drop alert and position size filled in.
-
-    Alert: when the 1-day return is at or below `alert_threshold` (-0.05 = a drop of 5% or
-    more), one {"kind": "drop", "text", "threshold", "change_1d"} in `alerts`.
-
-    Position (when `portfolio_size` is given): risk-based sizing. Risk 1% of the portfolio
-    on the position with a stop 2 x ATR(14) below the price, so
-    shares = floor(0.01 * portfolio / (2 * ATR)), then cap the position at 20% of the
-    portfolio. `risk_amount` is what is lost if the stop is hit (shares x 2 x ATR, at
-    most 1% of the portfolio). Without an ATR (under 15 bars of history) there is no
-    stop to size from: the position is the 20% cap, `stop_price` and `risk_amount` are
-    None, and a note says so. Fractional shares are never proposed.
-    """
-    result = copy.deepcopy(analysis)
-    notes: list[str] = list(result.get("notes") or [])
-    result["notes"] = notes
-    result["alerts"] = []
-    result["position"] = None
-    symbol = result.get("symbol", "?")
-
-    def note(text: str) -> None:
-        if text not in notes:
-            notes.append(text)
-
-    if alert_threshold is not None:
-        threshold = _checked(alert_threshold, "alert_threshold", lambda t: -1 < t < 0)
-        change = (result.get("returns") or {}).get("1d")
-        if change is None:
-            note("drop alert not checked: the 1-day return is not available")
-        elif change <= threshold:
-            result["alerts"].append(
-                {
-                    "kind": "drop",
-                    "text": f"{symbol} moved {change:+.2%} in one day, "
-                    f"at or below your alert threshold of {threshold:+.2%}",
-                    "threshold": threshold,
-                    "change_1d": change,
-                }
-            )
-
-    if portfolio_size is not None:
-        portfolio = _checked(portfolio_size, "portfolio_size", lambda p: p > 0)
-        result["position"] = _position(result, portfolio, note)
-    return result
+_RETURN_FIELDS = {v: k for k, v in Returns.json_names.items()} | {"ytd": "ytd"}
 
 
 # --- preparation ----------------------------------------------------------------------------
@@ -405,93 +356,15 @@ def _bollinger_signal(
     signals.append({"name": "bollinger", "state": state, "text": f"price {where}{detail}"})
 
 
-# --- position sizing ------------------------------------------------------------------------
-
-
-def _position(result: dict[str, Any], portfolio: float, note: Any) -> dict[str, Any] | None:
-    price = result.get("price")
-    if not isinstance(price, int | float) or not price > 0:
-        note("position not sized: no price")
-        return None
-    atr = (result.get("indicators") or {}).get("atr_14")
-    cap_shares = math.floor(MAX_POSITION * portfolio / price)
-    if isinstance(atr, int | float) and atr > 0:
-        stop_distance = STOP_ATR_MULTIPLE * atr
-        risk_shares = math.floor(RISK_PER_POSITION * portfolio / stop_distance)
-        shares = min(risk_shares, cap_shares)
-        method = "risk 1% of the portfolio with a stop 2 x ATR(14) below the price"
-        if cap_shares < risk_shares:
-            method += ", capped at 20% of the portfolio"
-        stop_price: float | None = _price_like(max(price - stop_distance, 0.0))
-        risk_amount: float | None = round(shares * stop_distance, 2)
-    else:
-        shares = cap_shares
-        method = "20% of the portfolio (no ATR(14) to set a stop from)"
-        stop_price = risk_amount = None
-        note("position: ATR(14) unavailable, so sized at the 20% cap without a stop")
-    if shares == 0:
-        note("position: one share is more than the sizing allows")
-    value = shares * price
-    return {
-        "portfolio_size": portfolio,
-        "shares": int(shares),
-        "value": round(value, 2),
-        "pct_of_portfolio": _frac(value / portfolio),
-        "stop_price": stop_price,
-        "risk_amount": risk_amount,
-        "method": method,
-    }
-
-
 # --- numbers --------------------------------------------------------------------------------
 
 
-def _checked(value: Any, name: str, valid: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or not valid(number):
-        raise errors.InvalidInput(
-            f"invalid {name} {value!r}",
-            fix="alert_threshold is a drop such as -0.05; portfolio_size a positive amount",
-        )
-    return number
-
-
 def _last(values: np.ndarray) -> float | None:
-    return _finite(values[-1]) if len(values) else None
+    return num.finite(values[-1]) if len(values) else None
 
 
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _round(value: Any, digits: int) -> float | None:
-    number = _finite(value)
-    return None if number is None else round(number, digits)
-
-
-def _frac(value: Any) -> float | None:
-    return _round(value, 6)
-
-
-def _round_rsi(value: Any) -> float | None:
-    return _round(value, 2)
-
-
-def _price_like(value: Any) -> float | None:
-    """4 decimals, or 4 significant digits for values below 1 (penny stocks, MACD)."""
-    number = _finite(value)
-    if number is None:
-        return None
-    if number == 0 or abs(number) >= 1:
-        return round(number, 4)
-    return float(f"{number:.4g}")
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4g}"
+_round = num.rounded
+_frac = num.fraction
+_round_rsi = num.rsi
+_price_like = num.price
+_fmt = num.short_price

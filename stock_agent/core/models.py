@@ -15,7 +15,6 @@ import hashlib
 import types
 import typing
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 M = TypeVar("M", bound="Model")
@@ -60,8 +59,19 @@ def _dump(value: Any) -> Any:
     return value
 
 
-@cache
+_FIELDS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
+_VERSIONS: dict[type, str] = {}
+
+
 def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, has a default) of each field; worked out once per class."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = _read_fields(cls)
+    return found
+
+
+def _read_fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
     hints = typing.get_type_hints(cls)
     return tuple(
         (
@@ -132,11 +142,13 @@ def _describe(hint: Any, seen: set[type]) -> str:
     return getattr(hint, "__name__", repr(hint))
 
 
-@cache
 def schema_version(model: type[Model]) -> str:
     """A short hash of the model's field names and types (nested models included): it changes
     whenever the stored shape does, so it is part of every cache key of that model."""
-    return hashlib.sha256(_describe(model, set()).encode()).hexdigest()[:10]
+    found = _VERSIONS.get(model)
+    if found is None:
+        found = _VERSIONS[model] = hashlib.sha256(_describe(model, set()).encode()).hexdigest()[:10]
+    return found
 
 
 # --------------------------------------------------------------------------- market data
@@ -282,7 +294,7 @@ class Analysis(Model):
 
     @property
     def trend(self) -> str | None:
-        """"up" (price > SMA 50 > SMA 200), "down" (the reverse), "mixed", or None."""
+        """ "up" (price > SMA 50 > SMA 200), "down" (the reverse), "mixed", or None."""
         sma50, sma200 = self.indicators.sma_50, self.indicators.sma_200
         if sma50 is None or sma200 is None:
             return None

@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stock_agent.errors import StoreUnavailable, UnknownSymbol
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("quote", "bars", "fundamentals", "news")
+T = TypeVar("T")
+_MISS = object()
 
 # Every stored value is an envelope, so a cached result can never be mistaken for a marker:
 #   {"ok": <result>}                      a successful fetch
@@ -80,14 +82,32 @@ class ExecutionCache:
     # -- the hot path -------------------------------------------------------------------------
 
     def get_or_fetch(
-        self, tool: str, args: dict[str, Any], fetch: Callable[[], Any], kind: str
+        self,
+        tool: str,
+        args: dict[str, Any],
+        fetch: Callable[[], Any],
+        kind: str,
+        load: Callable[[Any], T] | None = None,
     ) -> tuple[Any, bool]:
         """The cached value of `tool(args)`, or `fetch()` stored for `ttls.for_kind(kind)` seconds.
 
         Only successes are stored; `UnknownSymbol` is remembered for `ttls.unknown_symbol`
         seconds and re-raised on later hits without calling `fetch`. Any Redis failure
-        skips the cache and calls `fetch`.
+        skips the cache and calls `fetch`. With `load` (e.g. `Analysis.from_dict`), values
+        come back through it, hit or miss; a stored value that `load` rejects (an older or
+        corrupt shape) is a miss, and the fresh value overwrites it.
         """
+        value, cached = self._get_or_fetch(tool, args, fetch, kind, load)
+        return (load(value) if load is not None and not cached else value), cached
+
+    def _get_or_fetch(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        fetch: Callable[[], Any],
+        kind: str,
+        load: Callable[[Any], Any] | None,
+    ) -> tuple[Any, bool]:
         if kind not in KINDS:
             raise ValueError(f"unknown cache kind {kind!r}, expected one of {', '.join(KINDS)}")
         ttl = self._ttls.for_kind(kind)
@@ -109,7 +129,9 @@ class ExecutionCache:
         if raw is not None:
             found = self._decode(raw, key)
             if found is not None:
-                return self._unwrap(found), True
+                hit = self._loaded(found, key, load)
+                if hit is not _MISS:
+                    return hit, True
             # a value we cannot read is treated as a miss and overwritten below
 
         lock = self._keys.cache_lock(tool, args)
@@ -126,7 +148,9 @@ class ExecutionCache:
         if not owned:
             found = self._wait_for(key, lock)
             if found is not None:
-                return self._unwrap(found), True
+                hit = self._loaded(found, key, load)
+                if hit is not _MISS:
+                    return hit, True
             # the owner failed or gave up: fetch ourselves, and store a success as usual
             return self._fetch_and_store(key, ttl, fetch, None, None), False
 
@@ -217,6 +241,17 @@ class ExecutionCache:
             return found
         log.warning("unexpected cache entry %s ignored", key)
         return None
+
+    def _loaded(self, found: dict[str, Any], key: str, load: Callable[[Any], Any] | None) -> Any:
+        """The hit through `load`, or `_MISS` when `load` rejects its shape."""
+        value = self._unwrap(found)
+        if load is None:
+            return value
+        try:
+            return load(value)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("cache entry %s does not fit its model (%s); fetching again", key, exc)
+            return _MISS
 
     @staticmethod
     def _unwrap(found: dict[str, Any]) -> Any:

@@ -1,10 +1,11 @@
-"""One pooled Redis client per process and URL: retries with backoff, timeouts, keepalive
-and health checks. With no `REDIS_URL` the embedded Valkey server is started (or attached to).
+"""Connecting to Redis: the URL (REDIS_URL, or the embedded Valkey's socket), a pooled client
+with retries, backoff, timeouts and keepalive, and errors that say what to fix.
+
+There is no process-wide registry: `StoreBackend` (store/backend.py) owns the client of one App.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -14,9 +15,6 @@ if TYPE_CHECKING:
     import redis
 
     from stock_agent.config import Settings
-
-_CLIENTS: dict[tuple[str, int], redis.Redis] = {}
-_LOCK = threading.Lock()
 
 
 def mask_url(url: str) -> str:
@@ -96,40 +94,29 @@ def make_client(url: str, max_connections: int = 32) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
-def get_client(settings: Settings, check: bool = True) -> redis.Redis:
-    """The process-wide client for the configured store. `check` pings once on first use so an
-    unreachable server is reported at once, with the fix."""
-    url = resolve_url(settings)
-    key = (url, settings.redis_max_connections)
-    with _LOCK:
-        client = _CLIENTS.get(key)
-        if client is not None:
-            return client
-        client = make_client(url, settings.redis_max_connections)
-        if check:
-            import redis
-
-            try:
-                client.ping()
-            except redis.AuthenticationError as exc:
-                raise StoreUnavailable(
-                    f"Redis at {mask_url(url)} refused the credentials: {exc}",
-                    fix="check the user and password in REDIS_URL",
-                ) from exc
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                raise unreachable(url, exc) from exc
-            except redis.ResponseError as exc:  # e.g. SELECT of a database the server lacks
-                raise StoreUnavailable(
-                    f"Redis at {mask_url(url)} refused the connection: {exc}",
-                    fix="check the database number and options in REDIS_URL",
-                ) from exc
-        _CLIENTS[key] = client
+def connect(url: str, max_connections: int = 32, *, check: bool = True) -> redis.Redis:
+    """A new client for `url`. `check` pings once, so an unreachable server or refused
+    credentials are reported at once, with the fix, and no half-working client is returned."""
+    client = make_client(url, max_connections)
+    if not check:
         return client
+    import redis
 
-
-def reset_clients() -> None:
-    """Close every pooled client (tests, `store stop`)."""
-    with _LOCK:
-        for client in _CLIENTS.values():
-            client.close()
-        _CLIENTS.clear()
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        client.close()
+        raise StoreUnavailable(
+            f"Redis at {mask_url(url)} refused the credentials: {exc}",
+            fix="check the user and password in REDIS_URL",
+        ) from exc
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        client.close()
+        raise unreachable(url, exc) from exc
+    except redis.ResponseError as exc:  # e.g. SELECT of a database the server lacks
+        client.close()
+        raise StoreUnavailable(
+            f"Redis at {mask_url(url)} refused the connection: {exc}",
+            fix="check the database number and options in REDIS_URL",
+        ) from exc
+    return client

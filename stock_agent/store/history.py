@@ -4,6 +4,12 @@
 - Bounded: at most `window` messages are kept and returned, cut only where a human message
   starts, so an assistant message with tool calls is never separated from its tool results.
 - Cheap: a read is one pipelined round trip; saving a turn is one atomic script call.
+- Explicit: the agent reads a turn's memory once (`SessionStore.read_turn`: history and
+  profile together) and saves once (`SessionStore.save_turn`), where a failure can be seen.
+  A history made with `preloaded` messages does no I/O at all: `messages` returns them and
+  `add_messages` only collects, so the LangChain wrapper's end-of-run callback (whose errors
+  LangChain swallows) never writes.
+- Contained: a stored entry that does not decode is skipped with one warning; the rest loads.
 - Interoperable: same encoding and order as `langchain_community`'s `RedisChatMessageHistory`
   (LPUSH of `json.dumps(message_to_dict(m))`, newest first), so either reads the other's data.
 """
@@ -11,10 +17,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -25,6 +32,8 @@ if TYPE_CHECKING:
     import redis
 
     from stock_agent.store.keys import KeySpace
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] = messages list, KEYS[2] = the user's session index
 # ARGV[1] = ttl, ARGV[2] = window, ARGV[3] = now, ARGV[4] = session id,
@@ -79,8 +88,34 @@ def trim_to_turn_start(messages: list[BaseMessage]) -> list[BaseMessage]:
     return []
 
 
+def decode_messages(raw: Sequence[str], key: str) -> list[BaseMessage]:
+    """Stored items (newest first, as LPUSH leaves them) as messages, oldest first. An item
+    that is not a message (corrupt JSON, an unknown type, a bare string) is skipped with one
+    warning naming the key, so one bad entry never locks a user out of a session."""
+    messages: list[BaseMessage] = []
+    skipped = 0
+    for item in reversed(raw):
+        try:
+            decoded = json.loads(item)
+            if not isinstance(decoded, dict):
+                raise ValueError("not a message object")
+            messages.extend(messages_from_dict([decoded]))
+        except Exception:  # any malformed entry: contained, counted, reported once
+            skipped += 1
+    if skipped:
+        log.warning(
+            "skipped %d unreadable message(s) in %s (`stock-agent doctor --repair` removes them)",
+            skipped,
+            key,
+        )
+    return messages
+
+
 class SessionHistory(BaseChatMessageHistory):
-    """One conversation's messages in Redis. Creating one does no I/O."""
+    """One conversation's messages in Redis. Creating one does no I/O.
+
+    With `preloaded` (the messages `SessionStore.read_turn` already read), `messages` returns
+    them and `add_messages` collects into `pending` without writing: the caller saves."""
 
     def __init__(
         self,
@@ -92,7 +127,7 @@ class SessionHistory(BaseChatMessageHistory):
         ttl: int,
         window: int,
         clock: Callable[[], float] = time.time,
-        profile_key: str | None = None,
+        preloaded: list[BaseMessage] | None = None,
     ) -> None:
         if window < 2:
             raise ValueError("window must hold at least one exchange (2 messages)")
@@ -104,33 +139,50 @@ class SessionHistory(BaseChatMessageHistory):
         self.ttl = ttl
         self.window = window
         self.clock = clock
-        # With `profile_key`, a read also fetches the user's profile hash in the same round trip,
-        # so the agent reads all of its memory once per turn (see `profile_fields`).
-        self.profile_key = profile_key
-        self.profile_fields: dict[str, str] | None = None
+        self.preloaded = preloaded
+        self.pending: list[BaseMessage] = []
         # register_script only hashes the text (no I/O); the call uses EVALSHA, EVAL once if unknown
         self._append = client.register_script(_APPEND_TURN)
 
-    @property
-    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        """The last `window` messages, oldest first. One round trip that also slides the TTL."""
-        pipe = self.client.pipeline(transaction=False)
+    def queue_read(self, pipe: Any) -> int:
+        """Add this history's read (window, TTL slide, index slide) to `pipe`; returns how many
+        replies it adds. The first reply is the raw list."""
         pipe.lrange(self.key, 0, self.window - 1)
         pipe.expire(self.key, self.ttl)
         pipe.zadd(self.index_key, {self.session_id: self.clock()}, xx=True)
         pipe.expire(self.index_key, self.ttl)
-        if self.profile_key:
-            pipe.hgetall(self.profile_key)
-        replies = pipe.execute()
-        raw = replies[0]
-        if self.profile_key:
-            self.profile_fields = replies[-1]
-        decoded = messages_from_dict([json.loads(item) for item in reversed(raw)])
+        return 4
+
+    def decode(self, raw: Sequence[str]) -> list[BaseMessage]:
+        decoded = decode_messages(raw, self.key)
         return trim_to_turn_start(decoded) if len(raw) >= self.window else decoded
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """The last `window` messages, oldest first. One round trip that also slides the TTL
+        (a refused TTL refresh, e.g. under `noeviction` with memory full, does not fail it)."""
+        if self.preloaded is not None:
+            return list(self.preloaded)
+        pipe = self.client.pipeline(transaction=False)
+        self.queue_read(pipe)
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        return self.decode(replies[0])
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append a turn atomically (append, trim at a turn boundary, TTL, index): one round trip.
-        When the last message has an id, repeating the same call appends nothing (safe to retry)."""
+        When the last message has an id, repeating the same call appends nothing (safe to retry).
+        A preloaded history only collects the messages into `pending` (the caller saves)."""
+        if not messages:
+            return
+        if self.preloaded is not None:
+            self.pending.extend(messages)
+            return
+        self.save(messages)
+
+    def save(self, messages: Sequence[BaseMessage]) -> None:
+        """Write `messages` now (one script call); raises what Redis raises."""
         if not messages:
             return
         self._append(

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import re
 import time
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stock_agent.core.limits import MAX_NOTES, MAX_PREFERRED_SYMBOLS, PROFILE_FIELDS
+from stock_agent.core.models import Profile
+from stock_agent.core.profile import parse_amount, parse_symbols, parse_threshold
 from stock_agent.errors import InvalidInput
-from stock_agent.market.symbols import normalize_symbol
 
 if TYPE_CHECKING:
     import redis
 
     from stock_agent.store.keys import KeySpace
 
-PROFILE_FIELDS = ("preferred_symbols", "alert_threshold", "portfolio_size", "notes")
-MAX_SYMBOLS = 50
-MAX_NOTES = 2000
+MAX_SYMBOLS = MAX_PREFERRED_SYMBOLS
+__all__ = ["MAX_NOTES", "MAX_SYMBOLS", "PROFILE_FIELDS", "Profile", "ProfileStore"]
 
 # KEYS[1] = profile hash; ARGV[1] = "add" | "remove", ARGV[2] = now, ARGV[3] = max symbols,
 # ARGV[4..] = symbols.
@@ -61,82 +59,6 @@ return encoded
 """
 
 
-@dataclass
-class Profile:
-    """A user's preferences. `alert_threshold` is a fraction: -0.05 alerts on a 1-day drop of 5% or more."""
-
-    preferred_symbols: list[str] = field(default_factory=list)
-    alert_threshold: float | None = None
-    portfolio_size: float | None = None
-    notes: str | None = None
-    updated_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def is_empty(self) -> bool:
-        return not (
-            self.preferred_symbols
-            or self.alert_threshold is not None
-            or self.portfolio_size
-            or self.notes
-        )
-
-
-def parse_threshold(value: str | float) -> float:
-    """`-5%` or `-0.05` -> -0.05. Must be a drop between 0 and -100%."""
-    text = str(value).strip().replace(" ", "")
-    try:
-        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise InvalidInput(
-            f"invalid alert_threshold {value!r}", fix="give a 1-day drop such as -5% or -0.05"
-        ) from None
-    if not math.isfinite(number) or not -1 < number < 0:
-        hint = f" (did you mean {text}%?)" if not text.endswith("%") and -100 < number <= -1 else ""
-        raise InvalidInput(
-            f"alert_threshold must be a drop between 0% and -100%, got {value!r}{hint}",
-            fix="give a negative change such as -5% or -0.05",
-        )
-    return round(number, 6)
-
-
-_AMOUNT_RE = re.compile(r"^[$€£¥]?([0-9][0-9_,]*(?:\.[0-9]+)?)([kKmM]?)$")
-
-
-def parse_amount(value: str | float) -> float:
-    """`100000`, `100,000`, `$250k`, `1.5m` -> a positive amount."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        match = _AMOUNT_RE.match(str(value).strip())
-        if not match:
-            raise InvalidInput(
-                f"invalid portfolio_size {value!r}",
-                fix="give an amount such as 100000, 100k or 1.5m",
-            )
-        number = float(match.group(1).replace(",", "").replace("_", ""))
-        number *= {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
-    if not math.isfinite(number) or number <= 0:
-        raise InvalidInput(
-            f"portfolio_size must be a positive amount, got {value!r}", fix="e.g. 100000"
-        )
-    return number
-
-
-def parse_symbols(values: list[str] | str) -> list[str]:
-    """Validated, upper-cased, de-duplicated symbols in the given order (`AAPL,msft` or a list)."""
-    items = values.replace(",", " ").split() if isinstance(values, str) else list(values)
-    result: list[str] = []
-    for item in items:
-        for part in str(item).replace(",", " ").split():
-            symbol = normalize_symbol(part)
-            if symbol not in result:
-                result.append(symbol)
-    return result
-
-
 class ProfileStore:
     """Reads and changes profiles. Every method validates before it writes, so bad input changes nothing."""
 
@@ -151,21 +73,18 @@ class ProfileStore:
     @staticmethod
     def from_hash(raw: dict[str, str]) -> Profile:
         """A Profile from the raw Redis hash (tolerates missing or malformed fields)."""
-        profile = Profile()
+        values: dict[str, Any] = {"preferred_symbols": []}
         if symbols := raw.get("preferred_symbols"):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 decoded = json.loads(symbols)
-                profile.preferred_symbols = (
-                    [s for s in decoded if isinstance(s, str)] if isinstance(decoded, list) else []
-                )
-            except json.JSONDecodeError:
-                profile.preferred_symbols = []
+                if isinstance(decoded, list):
+                    values["preferred_symbols"] = [s for s in decoded if isinstance(s, str)]
         for name in ("alert_threshold", "portfolio_size", "updated_at"):
             if (text := raw.get(name)) not in (None, ""):
-                with contextlib.suppress(ValueError):
-                    setattr(profile, name, float(text))
-        profile.notes = raw.get("notes") or None
-        return profile
+                with contextlib.suppress(ValueError, TypeError):
+                    values[name] = float(text)
+        values["notes"] = raw.get("notes") or None
+        return Profile(**values)
 
     def set_field(self, user_id: str, name: str, value: Any) -> Profile:
         """Set one field from text or a number; `None` or "" clears it."""

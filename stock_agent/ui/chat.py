@@ -46,12 +46,12 @@ class ChatState:
 
 def choose_session(app: App, user_id: str, session_id: str | None, new: bool) -> tuple[str, bool]:
     """(session id, resumed?). Without --session: the latest live session, else a new one."""
-    from stock_agent.store.sessions import latest_session, new_session_id
+    from stock_agent.store.sessions import new_session_id
 
-    if session_id:
+    if session_id is not None:
         return validate_id(session_id, "session id"), True
     if not new:
-        latest = latest_session(app.client, app.keys, user_id, app.settings.session_ttl)
+        latest = app.sessions.latest(user_id)
         if latest:
             return latest, True
     return new_session_id(), False
@@ -59,12 +59,7 @@ def choose_session(app: App, user_id: str, session_id: str | None, new: bool) ->
 
 def slash_command(state: ChatState, line: str) -> bool:
     """Run a slash command; return False when the chat should end."""
-    from stock_agent.store.sessions import (
-        clear_session,
-        list_sessions,
-        new_session_id,
-        read_raw_messages,
-    )
+    from stock_agent.store.sessions import new_session_id
     from stock_agent.ui.text import format_messages, format_profile, format_sessions
 
     app = state.app
@@ -76,10 +71,10 @@ def slash_command(state: ChatState, line: str) -> bool:
     elif command == "/profile":
         state.say(format_profile(state.user_id, app.profiles.get(state.user_id)))
     elif command == "/history":
-        messages = read_raw_messages(app.client, app.keys, state.user_id, state.session_id)
+        messages = app.sessions.raw_messages(state.user_id, state.session_id)
         state.say(format_messages(messages) if messages else "(no messages in this session yet)")
     elif command == "/sessions":
-        sessions = list_sessions(app.client, app.keys, state.user_id, app.settings.session_ttl)
+        sessions = app.sessions.list(state.user_id)
         text = format_sessions(state.user_id, sessions)
         state.say(
             text.replace(f"\n{state.session_id} ", f"\n{state.session_id}*", 1)
@@ -90,7 +85,7 @@ def slash_command(state: ChatState, line: str) -> bool:
         state.session_id = new_session_id()
         state.say(f"new session {state.session_id}")
     elif command == "/clear":
-        clear_session(app.client, app.keys, state.user_id, state.session_id)
+        app.sessions.clear(state.user_id, state.session_id)
         state.say(f"session {state.session_id} cleared")
     else:
         state.say(f"unknown command {command}; /help lists them")
@@ -100,7 +95,11 @@ def slash_command(state: ChatState, line: str) -> bool:
 def ask(agent: ChatAgent, state: ChatState, text: str, renderer: StreamRenderer) -> str:
     with renderer:
         answer = agent.ask(
-            text, user_id=state.user_id, session_id=state.session_id, callbacks=[renderer]
+            text,
+            user_id=state.user_id,
+            session_id=state.session_id,
+            callbacks=[renderer],
+            on_fetch=renderer.on_fetch,
         )
     if not renderer.text.strip() and answer:
         state.say(answer)
@@ -122,7 +121,7 @@ def _piped(state: ChatState) -> None:
     from stock_agent.ui.stream import StreamRenderer
 
     renderer = StreamRenderer(None, plain=True, out=state.out)
-    agent = state.app.chat_agent(state.user_id, listener=renderer.on_fetch)
+    agent = state.app.agent()
     for raw in sys.stdin:
         line = raw.strip()
         if not line:
@@ -144,7 +143,7 @@ def _interactive(state: ChatState, resumed: bool) -> None:
     app = state.app
     console = Console(highlight=False)
     renderer = StreamRenderer(console)
-    agent = app.chat_agent(state.user_id, listener=renderer.on_fetch)
+    agent = app.agent()
     history: Any
     try:
         app.settings.home.mkdir(parents=True, exist_ok=True)
@@ -155,7 +154,7 @@ def _interactive(state: ChatState, resumed: bool) -> None:
 
     how = "new"
     if resumed:
-        count = app.client.llen(app.keys.messages(state.user_id, state.session_id))
+        count = app.sessions.count_messages(state.user_id, state.session_id)
         how = f"resumed ({count} messages)" if count else "new"
     console.print(
         f"[bold]stock-agent[/] · user [cyan]{state.user_id}[/] · session [cyan]{state.session_id}[/] {how} "

@@ -75,10 +75,8 @@ def run_doctor(app: App, user_id: str) -> int:
 
     # Store: needed by every command.
     try:
-        from stock_agent.store.status import store_status
-
-        status = store_status(app)
-        checks.append((OK, "store", f"{status['kind']} {status['server']} at {status['url']}"))
+        status = app.status()
+        checks.append((OK, "store", f"{status.kind} {status.server} at {status.url}"))
     except StockAgentError as exc:
         where = mask_url(s.redis_url) if s.redis_url else f"embedded under {s.home}"
         checks.append((FAIL, "store", f"{where}: {exc}"))

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
 
-    from stock_agent.market.service import FetchEvent
+    from stock_agent.services.market import FetchEvent
 
 
 def describe_tool_call(name: str, args: dict[str, Any]) -> str:
@@ -88,7 +88,7 @@ class StreamRenderer(BaseCallbackHandler):
                 self._refresh()
 
     # -- LangChain callbacks
-    def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
         if not isinstance(token, str):  # content blocks from some providers
             token = "".join(
                 b.get("text", "") if isinstance(b, dict) else str(b) for b in token or []

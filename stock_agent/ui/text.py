@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stock_agent.config import CacheTTLs
-    from stock_agent.store.profile import Profile
+    from stock_agent.core.models import Profile
     from stock_agent.store.sessions import SessionInfo
+    from stock_agent.store.status import StoreStatus
 
 
 def _rows(rows: list[tuple[str, str]], indent: str = "  ") -> str:
@@ -112,22 +113,22 @@ def format_cache_stats(stats: dict[str, dict[str, Any]], entries: int, ttls: Cac
     return "\n".join(lines)
 
 
-def format_store_status(status: dict[str, Any]) -> str:
-    keys = status["keys"]
+def format_store_status(status: StoreStatus) -> str:
+    keys = status.keys
     rows = [
-        ("store", f"{status['kind']} ({status['server']})"),
-        ("url", status["url"]),
+        ("store", f"{status.kind} ({status.server})"),
+        ("url", status.url),
     ]
-    if status.get("home"):
-        rows.append(("data dir", status["home"]))
+    if status.home:
+        rows.append(("data dir", status.home))
     rows += [
-        ("memory used", str(status["used_memory"])),
-        ("append-only", "on" if status["append_only"] else "off"),
+        ("memory used", str(status.used_memory)),
+        ("append-only", "on" if status.append_only else "off"),
         (
-            f"keys ({status['agent_id']})",
+            f"keys ({status.agent_id})",
             f"{keys['messages']} sessions' messages, {keys['sessions']} session indexes, "
             f"{keys['profile']} profiles, {keys['cache']} cache entries",
         ),
-        ("keys (all)", str(status["total_keys"])),
+        ("keys (all)", str(status.total_keys)),
     ]
     return _rows(rows, indent="")
