@@ -18,6 +18,9 @@ DEFAULT_AGENT_ID = "stock_analyzer"
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_SESSION_TTL = 1800
 DEFAULT_HISTORY_WINDOW = 20
+# Seconds one market-data call may take in all (retries, waits, every request); at most a day.
+DEFAULT_TIMEOUT = 20.0
+MAX_TIMEOUT = 86_400.0
 
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_.@-]")
 
@@ -53,6 +56,7 @@ class Settings:
     benchmark_symbol: str = "SPY"
     redis_max_connections: int = 32
     cache_ttls: CacheTTLs = field(default_factory=CacheTTLs)
+    timeout: float = DEFAULT_TIMEOUT  # seconds per market-data call, everything included
 
     @property
     def embedded(self) -> bool:
@@ -101,6 +105,22 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def parse_timeout(raw: str | float, name: str = "STOCK_AGENT_TIMEOUT") -> float:
+    """Seconds for a market-data call: a number above 0 and at most a day."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name} must be a number of seconds, got {raw!r}", fix=f"set {name} to e.g. 20"
+        ) from None
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses NaN
+        raise ConfigError(
+            f"{name} must be above 0 and at most {MAX_TIMEOUT:g} seconds, got {raw!r}",
+            fix=f"set {name} to e.g. 20",
+        )
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
     """Build settings from `env` (default: the process environment) plus `.env` in the working directory."""
     if env is None:
@@ -128,6 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         fundamentals=_int(env, "STOCK_AGENT_CACHE_TTL_FUNDAMENTALS", CacheTTLs.fundamentals),
         news=_int(env, "STOCK_AGENT_CACHE_TTL_NEWS", CacheTTLs.news),
     )
+    raw_timeout = text("STOCK_AGENT_TIMEOUT")
     return Settings(
         redis_url=text("REDIS_URL"),
         openai_api_key=text("OPENAI_API_KEY"),
@@ -142,4 +163,5 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         benchmark_symbol=text("STOCK_AGENT_BENCHMARK") or "SPY",
         redis_max_connections=_int(env, "STOCK_AGENT_REDIS_MAX_CONNECTIONS", 32),
         cache_ttls=ttls,
+        timeout=parse_timeout(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT,
     )
