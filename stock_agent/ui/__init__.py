@@ -1,1 +1,2 @@
-"""Terminal presentation: the chat loop and renderers (tables, Markdown, JSON)."""
+"""Terminal front ends over `App`: the chat loop, the analyze report, doctor, and the renderers
+(tables, Markdown, JSON, plain text)."""
