@@ -371,3 +371,48 @@ class Profile(Model):
             or self.portfolio_size
             or self.notes
         )
+
+
+# --------------------------------------------------------------------------- charts
+
+
+@dataclass(frozen=True)
+class DailyBars(Model):
+    """A symbol's daily bars as columns (oldest first, all the same length): what a chart
+    draws. `dates` are ISO dates; volumes are share counts (floats, as the providers give)."""
+
+    symbol: str
+    dates: tuple[str, ...]
+    opens: tuple[float, ...]
+    highs: tuple[float, ...]
+    lows: tuple[float, ...]
+    closes: tuple[float, ...]
+    volumes: tuple[float, ...]
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.dates)
+        if any(len(c) != n for c in (self.opens, self.highs, self.lows, self.closes, self.volumes)):
+            raise ModelError("DailyBars: the columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.dates)
+
+    def last(self, count: int) -> DailyBars:
+        """The last `count` bars (all of them when there are fewer)."""
+        start = max(0, len(self.dates) - max(0, count))
+        return DailyBars(
+            self.symbol,
+            self.dates[start:],
+            self.opens[start:],
+            self.highs[start:],
+            self.lows[start:],
+            self.closes[start:],
+            self.volumes[start:],
+            self.source,
+        )
+
+    def closes_summary(self, count: int) -> BarsSummary:
+        """The dates and closes of the last `count` bars (e.g. for a sparkline)."""
+        tail = self.last(count)
+        return BarsSummary(self.symbol, tail.dates, tail.closes)

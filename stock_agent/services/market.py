@@ -20,6 +20,7 @@ from stock_agent.core.limits import HISTORY_DAYS, MAX_NEWS
 from stock_agent.core.models import (
     Analysis,
     BarsSummary,
+    DailyBars,
     Fundamentals,
     Model,
     News,
@@ -294,6 +295,57 @@ class MarketService:
             load=BarsSummary.from_dict,
         )
         return closes_frame(summary)
+
+    # -- pictures: charts and sparklines ------------------------------------------------------
+
+    def daily_bars(
+        self, symbol: str, days: int = HISTORY_DAYS, *, listener: Listener | None = None
+    ) -> DailyBars:
+        """`symbol`'s daily bars over about the last `days` calendar days, as columns (cached
+        for the bars TTL): what a chart draws. The default covers a year plus the 200-day
+        warm-up, so a year of SMA 200 can be drawn."""
+        sym = normalize_symbol(symbol)
+
+        def fetch() -> dict[str, Any]:
+            bars = self.provider.history(sym, days=days)
+            return self._bars_of(sym, bars, self.provider.name).to_dict()
+
+        args = self._args(sym, days=days, v=schema_version(DailyBars))
+        return self._fetch("daily_bars", sym, "bars", args, fetch, DailyBars, listener)
+
+    def recent_closes(
+        self, symbol: str, bars: int = 63, *, listener: Listener | None = None
+    ) -> BarsSummary:
+        """The dates and closes of `symbol`'s last `bars` daily bars (default: three months),
+        for a sparkline. Its own small cache entry, so a hit needs neither pandas nor the
+        whole history; a miss is cut from `daily_bars` (one history fetch serves both)."""
+        sym = normalize_symbol(symbol)
+        if isinstance(bars, bool) or not isinstance(bars, int) or bars < 2:
+            raise InvalidInput(
+                f"bars must be a whole number of 2 or more, got {bars!r}", fix="e.g. 63"
+            )
+
+        def fetch() -> dict[str, Any]:
+            return self.daily_bars(sym, listener=listener).closes_summary(bars).to_dict()
+
+        args = self._args(sym, bars=bars, v=schema_version(BarsSummary))
+        return self._fetch("recent_closes", sym, "bars", args, fetch, BarsSummary, listener)
+
+    @staticmethod
+    def _bars_of(symbol: str, frame: pd.DataFrame, source: str) -> DailyBars:
+        def column(name: str) -> tuple[float, ...]:
+            return tuple(float(v) for v in frame[name].tolist())
+
+        return DailyBars(
+            symbol,
+            tuple(d.strftime("%Y-%m-%d") for d in frame.index),
+            column("Open"),
+            column("High"),
+            column("Low"),
+            column("Close"),
+            column("Volume"),
+            source,
+        )
 
 
 def closes_of(symbol: str, frame: pd.DataFrame) -> BarsSummary:
