@@ -44,11 +44,11 @@ def run_analyze(app: App, user_id: str, symbols: list[str], *, as_json: bool, no
     else:
         from rich.console import Console
 
-        from stock_agent.ui.render import print_report
+        from stock_agent.ui.render import fetch_closes, print_report
 
         console = Console(highlight=False)
         if results:
-            print_report(console, results)
+            print_report(console, results, fetch_closes(app.market, [r.symbol for r in results]))
         if not app.settings.model_configured:
             click.echo(ENABLE_NARRATION, err=True)
     for error in errors:
