@@ -51,6 +51,12 @@ TOP_LEVEL = [
     "alerts",
     "position",
     "notes",
+    # additions (issue 10): calendar returns, full-precision values, where and when from
+    "returns_calendar",
+    "unrounded",
+    "source",
+    "stale",
+    "fetched_at",
 ]
 RETURN_KEYS = ["1d", "5d", "1m", "3m", "6m", "1y", "ytd"]
 INDICATOR_KEYS = [
@@ -147,8 +153,10 @@ def test_json_round_trip_is_exact_and_stable(offline, spy):
 
 
 def test_result_is_compact_enough_for_a_tool_reply(offline, spy):
+    # The model reads `agent.format.summarize_analysis` of it; the JSON itself stays small too
+    # (calendar returns with their dates and the unrounded values add about 350 characters).
     result = analyze_bars("MSFT", offline.history("MSFT"), spy)
-    assert len(json.dumps(result, separators=(",", ":"))) < 1700
+    assert len(json.dumps(result, separators=(",", ":"))) < 2100
 
 
 def test_only_plain_json_types(offline, spy):
@@ -316,7 +324,10 @@ def test_ten_bar_ipo(offline, spy):
     assert ind["max_drawdown_1y"] is not None
     assert ind["beta"] is None and result["benchmark"] is None
     assert "sma_200 needs 200 bars, have 10" in result["notes"]
-    assert "beta skipped: 9 daily returns on dates shared with SPY, need 60" in result["notes"]
+    assert (
+        "beta skipped: 9 daily returns on dates shared with SPY in the last year, need 200"
+        in result["notes"]
+    )
     assert result["high_52w"] == bars["High"].max()
     assert_every_none_is_explained(result)
 
@@ -382,10 +393,12 @@ def test_symbol_is_validated():
 
 def test_beta_on_aligned_dates_over_the_last_year(offline, spy):
     stock = offline.history("TSLA")
-    # The benchmark misses some dates: beta must use only the shared ones.
+    # The benchmark misses some dates: beta must use only the shared ones, within the
+    # symbol's last year (its last 252 returns).
     gappy = spy.drop(spy.index[::7])
     result = analyze_bars("TSLA", stock, gappy)
-    joined = pd.concat([stock["Close"], gappy["Close"]], axis=1, join="inner").tail(253)
+    joined = pd.concat([stock["Close"].iloc[-253:], gappy["Close"]], axis=1, join="inner")
+    assert 200 <= len(joined) - 1 < 252
     r = joined.pct_change().dropna()
     expected = r.cov().iloc[0, 1] / r.iloc[:, 1].var()
     assert result["indicators"]["beta"] == round(expected, 4)
@@ -393,22 +406,43 @@ def test_beta_on_aligned_dates_over_the_last_year(offline, spy):
     assert 1.3 < expected < 2.5  # the generator's TSLA has beta 1.9
 
 
-def test_beta_needs_sixty_returns():
+def test_beta_needs_two_hundred_shared_returns():
     rng = np.random.default_rng(5)
-    market = 100 * np.cumprod(1 + rng.normal(0, 0.01, 61))
-    stock = 100 * np.cumprod(1 + rng.normal(0, 0.01, 61))
+    market = 100 * np.cumprod(1 + rng.normal(0, 0.01, 201))
+    stock = 100 * np.cumprod(1 + rng.normal(0, 0.01, 201))
     ok = analyze_bars("TEST", make_bars(stock), make_bars(market), benchmark_symbol="QQQ")
     assert ok["indicators"]["beta"] is not None and ok["benchmark"] == "QQQ"
     short = analyze_bars("TEST", make_bars(stock[1:]), make_bars(market[1:]))
     assert short["indicators"]["beta"] is None and short["benchmark"] is None
-    assert "beta skipped: 59 daily returns on dates shared with SPY, need 60" in short["notes"]
+    assert (
+        "beta skipped: 199 daily returns on dates shared with SPY in the last year, need 200"
+        in short["notes"]
+    )
+
+
+def test_a_benchmark_that_ends_early_gives_no_beta_from_an_older_year(offline, spy):
+    """Today's code used the last 253 shared dates wherever they were: with a benchmark that
+    stops 150 bars early, an older year, with no note."""
+    stock = offline.history("TSLA")
+    early = spy[spy.index <= stock.index[-151]]
+    result = analyze_bars("TSLA", stock, early)
+    assert result["indicators"]["beta"] is None and result["benchmark"] is None
+    last = early.index[-1].date().isoformat()
+    [note] = [n for n in result["notes"] if n.startswith("beta skipped")]
+    assert note == (
+        f"beta skipped: benchmark SPY ends on {last}, before 2026-11-20; "
+        "102 daily returns shared in the last year, need 200"
+    )
 
 
 def test_beta_with_disjoint_dates_is_skipped():
     close = np.linspace(10, 20, 100)
     result = analyze_bars("TEST", make_bars(close), make_bars(close, start="2010-01-04"))
     assert result["indicators"]["beta"] is None
-    assert any(n.startswith("beta skipped: 0 daily returns") for n in result["notes"])
+    assert any(
+        n.startswith("beta skipped: benchmark SPY ends on 2010-05-21") and "0 daily returns" in n
+        for n in result["notes"]
+    )
 
 
 # --- signals -------------------------------------------------------------------------------

@@ -203,7 +203,10 @@ def test_quote_from_the_last_two_bars(offline):
         "currency",
         "as_of",
         "source",
+        "stale",
+        "fetched_at",
     }
+    assert q["stale"] is False and q["fetched_at"] is None  # set by the service when fetched
     assert q["symbol"] == "TSLA"
     assert q["price"] == bars["Close"].iloc[-1]
     assert q["previous_close"] == bars["Close"].iloc[-2]

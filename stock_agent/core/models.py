@@ -166,6 +166,9 @@ class Quote(Model):
     currency: str | None = None
     as_of: str | None = None
     source: str | None = None
+    # the last good quote served because the source failed (see `fetched_at`)
+    stale: bool = False
+    fetched_at: str | None = None  # ISO 8601 UTC time of the fetch
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,12 @@ class Analysis(Model):
     alerts: tuple[Alert, ...] = ()
     position: Position | None = None
     notes: tuple[str, ...] = ()
+    returns_calendar: CalendarReturns | None = None
+    unrounded: Unrounded | None = None
+    source: str | None = None  # the provider: "yfinance", "offline"
+    # the last good analysis served because the source failed (see `fetched_at`)
+    stale: bool = False
+    fetched_at: str | None = None  # ISO 8601 UTC time of the fetch
 
     def signal(self, name: str) -> Signal | None:
         return next((s for s in self.signals if s.name == name), None)
@@ -329,6 +338,8 @@ class Fundamentals(Model):
     fifty_two_week_high: float | None = None
     fifty_two_week_low: float | None = None
     source: str | None = None
+    stale: bool = False  # the last good facts, served because the source failed
+    fetched_at: str | None = None  # ISO 8601 UTC time of the fetch
 
 
 @dataclass(frozen=True)
@@ -347,6 +358,8 @@ class News(Model):
 
     symbol: str
     items: tuple[NewsItem, ...] = ()
+    stale: bool = False  # the last good headlines, served because the source failed
+    fetched_at: str | None = None  # ISO 8601 UTC time of the fetch
 
 
 # --------------------------------------------------------------------------- the user
@@ -416,3 +429,50 @@ class DailyBars(Model):
         """The dates and closes of the last `count` bars (e.g. for a sparkline)."""
         tail = self.last(count)
         return BarsSummary(self.symbol, tail.dates, tail.closes)
+
+
+# --------------------------------------------------------------------------- honest analysis
+
+
+@dataclass(frozen=True)
+class CalendarStarts(Model):
+    """The date of the close each calendar return starts from (ISO dates; None: no bar)."""
+
+    json_names: ClassVar[dict[str, str]] = {"m1": "1m", "m3": "3m", "m6": "6m", "y1": "1y"}
+
+    m1: str | None = None
+    m3: str | None = None
+    m6: str | None = None
+    y1: str | None = None
+    ytd: str | None = None
+
+
+@dataclass(frozen=True)
+class CalendarReturns(Model):
+    """Returns over calendar periods ending on `as_of` (the last bar's date), as finance sites
+    show them: the last close against the close on the same date 1, 3, 6 or 12 months earlier
+    (or the last trading day before it); `ytd` against the last close of the previous year.
+    `since` holds the date of each starting close. (`Analysis.returns` keeps the trading-bar
+    windows that the indicators use.)"""
+
+    json_names: ClassVar[dict[str, str]] = {"m1": "1m", "m3": "3m", "m6": "6m", "y1": "1y"}
+    # period name -> calendar months back
+    months: ClassVar[dict[str, int]] = {"1m": 1, "3m": 3, "6m": 6, "1y": 12}
+
+    as_of: str
+    m1: float | None = None
+    m3: float | None = None
+    m6: float | None = None
+    y1: float | None = None
+    ytd: float | None = None
+    since: CalendarStarts = field(default_factory=CalendarStarts)
+
+
+@dataclass(frozen=True)
+class Unrounded(Model):
+    """Full-precision values for what is decided by comparing or multiplying them (the drop
+    alert, the position size): the rounded figures of an analysis are for reading."""
+
+    price: float
+    change_1d: float | None = None
+    atr_14: float | None = None

@@ -2,6 +2,8 @@
 
 Light (stdlib only), so a cached analysis is personalised without numpy or pandas. The base
 analysis is the same for every user; these functions return a copy and change nothing shared.
+Both decide from the unrounded values the analysis carries (`Analysis.unrounded`): a -4.99996 %
+day does not reach a -5 % threshold, and the 20 % cap holds at the real price.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def apply_profile(
 ) -> Analysis:
     """A copy of `analysis` with one user's drop alert and position size filled in.
 
-    Alert: when the 1-day return is at or below `alert_threshold` (-0.05 = a drop of 5% or
-    more), one `Alert(kind="drop", text, threshold, change_1d)`.
+    Alert: when the unrounded 1-day return is at or below `alert_threshold` (-0.05 = a drop
+    of 5% or more), one `Alert(kind="drop", text, threshold, change_1d)`.
 
     Position (when `portfolio_size` is given): risk-based sizing. Risk 1% of the portfolio
     on the position with a stop 2 x ATR(14) below the price, so
@@ -60,9 +62,10 @@ def apply_profile(
     if alert_threshold is not None:
         threshold = _checked(alert_threshold, "alert_threshold", lambda t: -1 < t < 0)
         change = analysis.returns.d1
+        exact = analysis.unrounded.change_1d if analysis.unrounded is not None else None
         if change is None:
             note("drop alert not checked: the 1-day return is not available")
-        elif change <= threshold:
+        elif (exact if exact is not None else change) <= threshold:
             alerts.append(
                 Alert(
                     kind="drop",
@@ -82,11 +85,12 @@ def apply_profile(
 
 
 def _position(result: Analysis, portfolio: float, note: Callable[[str], None]) -> Position | None:
-    price = result.price
+    exact = result.unrounded
+    price = exact.price if exact is not None else result.price
     if not price > 0:
         note("position not sized: no price")
         return None
-    atr = result.indicators.atr_14
+    atr = exact.atr_14 if exact is not None else result.indicators.atr_14
     cap_shares = math.floor(MAX_POSITION * portfolio / price)
     if isinstance(atr, int | float) and atr > 0:
         stop_distance = STOP_ATR_MULTIPLE * atr

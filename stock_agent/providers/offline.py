@@ -45,7 +45,10 @@ class CsvProvider:
     (Date,Open,High,Low,Close,Adj Close,Volume).
 
     When `Adj Close` differs from `Close`, Open/High/Low/Close are scaled by their ratio,
-    which is what yfinance's auto_adjust does, so both providers give the same prices.
+    which is what yfinance's auto_adjust does, so both providers give the same prices. The
+    ratios are taken relative to the last bar's, so the last close is the close the market
+    printed (a file cut from a later download has its last Adj Close below its Close: scaling
+    by the raw ratio would show a price a few percent too low); returns are unchanged.
     The files carry no currency; `currency` (USD by default) is reported in quotes.
     """
 
@@ -170,11 +173,25 @@ class CsvProvider:
                 ) from exc
         frame = pd.DataFrame(values).set_axis(pd.DatetimeIndex(dates), axis=0)
         if "Adj Close" in frame.columns:
-            ratio = frame["Adj Close"] / frame["Close"]
-            ratio = ratio.where(ratio.notna() & (ratio.abs() != float("inf")), 1.0)
+            frame = frame.sort_index(kind="stable")  # the last bar is the latest date
+            ratio = _adjustment(frame["Adj Close"], frame["Close"])
             for column in ["Open", "High", "Low", "Close"]:
                 frame[column] = frame[column] * ratio
         return clean_bars(frame[BAR_COLUMNS], symbol, str(path))
+
+
+def _adjustment(adjusted: pd.Series, close: pd.Series) -> pd.Series:
+    """Each bar's `Adj Close / Close`, divided by the last usable bar's, so the last bar keeps
+    its real prices. A bar without a usable ratio keeps its own prices (factor 1)."""
+    import numpy as np
+
+    ratio = adjusted / close
+    usable = np.isfinite(ratio.to_numpy()) & (ratio.to_numpy() > 0)
+    ratio = ratio.where(usable)
+    known = ratio.dropna()
+    if not known.empty:
+        ratio = ratio / float(known.iloc[-1])
+    return ratio.fillna(1.0)
 
 
 def _names_a_symbol(path: Path) -> bool:
