@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from stock_agent.store.backend import StoreBackend
     from stock_agent.store.cache import ExecutionCache
     from stock_agent.store.profile import ProfileStore
+    from stock_agent.store.repair import RepairReport, UserCheck
     from stock_agent.store.sessions import SessionStore
     from stock_agent.store.status import StoreStatus
 
@@ -112,6 +113,31 @@ class App:
         from stock_agent.store.status import collect_status
 
         return collect_status(self.backend)
+
+    def check_store(self, user_id: str) -> UserCheck:
+        """`doctor`'s probe of `user_id`'s keys: may this Redis user really read, write and run
+        scripts on them (ACL), and is the stored data readable? Two round trips."""
+        from stock_agent.store.history import is_readable
+        from stock_agent.store.repair import check_user
+
+        validate_id(user_id, "user id")
+        return check_user(self.backend.client, self.keys, user_id, readable=is_readable)
+
+    def repair_store(self, user_id: str | None) -> RepairReport:
+        """`doctor --repair`: set damaged keys of `user_id` (None: every user of this agent)
+        aside, drop unreadable messages (kept aside too), rebuild the sessions index."""
+        from stock_agent.store.history import is_readable
+        from stock_agent.store.repair import repair
+
+        if user_id is not None:
+            validate_id(user_id, "user id")
+        return repair(
+            self.backend.client,
+            self.keys,
+            None if user_id is None else [user_id],
+            readable=is_readable,
+            session_ttl=self.settings.session_ttl,
+        )
 
     # -- data and services -----------------------------------------------------------------
 

@@ -129,19 +129,49 @@ def chat(ctx: click.Context, user: str | None, session_id: str | None, new: bool
 @click.option(
     "--no-llm", is_flag=True, help="Print the computed report even when a model is configured."
 )
+@click.option(
+    "--chart",
+    "chart",
+    metavar="PATH.png",
+    type=click.Path(dir_okay=False, path_type=__import__("pathlib").Path),
+    default=None,
+    help="Also write a chart per symbol (with several, PATH gets the symbol: chart-AAPL.png).",
+)
+@click.option(
+    "--html",
+    "html",
+    metavar="PATH.html",
+    type=click.Path(dir_okay=False, path_type=__import__("pathlib").Path),
+    default=None,
+    help="Also write a self-contained report page with the charts, to open or share.",
+)
 @click.pass_context
 def analyze(
-    ctx: click.Context, symbols: tuple[str, ...], user: str | None, as_json: bool, no_llm: bool
+    ctx: click.Context,
+    symbols: tuple[str, ...],
+    user: str | None,
+    as_json: bool,
+    no_llm: bool,
+    chart: Any,
+    html: Any,
 ) -> None:
     """Analyse SYMBOLs (default: your profile's preferred symbols).
 
     With a model configured the agent narrates the analysis; without one (or with --no-llm)
-    the computed report is printed as tables.
+    the computed report is printed as tables. --chart and --html write pictures as well.
     """
     from stock_agent.ui.analyze import run_analyze
 
     app, user_id = get_app(ctx, user)
-    code = run_analyze(app, user_id, list(symbols), as_json=as_json, no_llm=no_llm)
+    code = run_analyze(
+        app,
+        user_id,
+        list(symbols),
+        as_json=as_json,
+        no_llm=no_llm,
+        chart=chart,
+        html=html,
+    )
     ctx.exit(code)
 
 

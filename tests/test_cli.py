@@ -702,7 +702,9 @@ def test_doctor_when_all_is_well(
     openai_server.api_key = secret  # the server takes this key, and lists test-model
     result = run({**model_env, "OPENAI_API_KEY": secret}, "doctor")
     rows = doctor_lines(ok(result))
-    assert set(rows) == {"store", "model", "data", "config", "versions"}
+    assert set(rows) == {
+        "store", "eviction", "access", "keys", "model", "data", "config", "versions",
+    }  # fmt: skip
     assert all(state == "ok" for state, _ in rows.values()), rows
     assert valkey.url in rows["store"][1]
     assert "test-model" in rows["model"][1] and "OPENAI_API_KEY set" in rows["model"][1]

@@ -1,5 +1,9 @@
 """The execution cache: tool results as JSON in Redis with a TTL per kind of data, one fetch
 for identical concurrent misses, and a cache that steps aside (never fails a tool) when Redis does.
+
+A stored value is trusted only once it parses into its model: unreadable JSON, an unknown
+envelope, a shape the model rejects, or another Redis type at the key is a miss, and the fresh
+value overwrites it. The stats hash is advisory: a damaged one never disables the cache.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stock_agent.errors import StoreUnavailable, UnknownSymbol
+from stock_agent.errors import StockAgentError, StoreUnavailable, UnknownSymbol
+from stock_agent.store.errors import classify, is_wrong_type, relay
 
 if TYPE_CHECKING:
     import redis
@@ -120,9 +125,18 @@ class ExecutionCache:
             pipe = self._client.pipeline(transaction=False)
             pipe.get(key)
             pipe.hincrby(stats, f"{tool}:lookups", 1)
-            raw, _ = pipe.execute()
+            # Per-command errors come back as values: a damaged stats hash or entry must not
+            # turn the cache off.
+            raw, counted = pipe.execute(raise_on_error=False)
         except self._errors as exc:
             self._failed(tool, exc)
+            return fetch(), False
+        self._stats_failed(counted)
+        if is_wrong_type(raw):
+            log.warning("cache entry %s is not a string; fetching again", key)
+            raw = None  # a miss; the SET of the fresh value replaces it
+        elif isinstance(raw, BaseException):  # e.g. an ACL that denies the cache keys
+            self._failed(tool, raw)
             return fetch(), False
         self._bypass_until = 0.0
 
@@ -140,9 +154,13 @@ class ExecutionCache:
             pipe = self._client.pipeline(transaction=False)
             pipe.hincrby(stats, f"{tool}:misses", 1)
             pipe.set(lock, token, nx=True, px=self._lock_ms)
-            _, owned = pipe.execute()
+            counted, owned = pipe.execute(raise_on_error=False)
         except self._errors as exc:
             self._failed(tool, exc)
+            return fetch(), False
+        self._stats_failed(counted)
+        if isinstance(owned, BaseException):
+            self._failed(tool, owned)
             return fetch(), False
 
         if not owned:
@@ -212,10 +230,15 @@ class ExecutionCache:
                 # so "lock gone" followed by "no value" really means nothing was stored.
                 pipe.exists(lock)
                 pipe.get(key)
-                locked, raw = pipe.execute()
+                locked, raw = pipe.execute(raise_on_error=False)
             except self._errors as exc:
                 self._failed(key, exc)
                 return None
+            if isinstance(locked, BaseException):
+                self._failed(key, locked)
+                return None
+            if isinstance(raw, BaseException):  # another type at the key: not a value yet
+                raw = None
             if raw is not None:
                 found = self._decode(raw, key)
                 if found is not None:
@@ -223,6 +246,10 @@ class ExecutionCache:
             if not locked:
                 return None
         return None
+
+    def _stats_failed(self, reply: Any) -> None:
+        if isinstance(reply, BaseException):
+            log.debug("cache stats not counted: %s", reply)
 
     def _failed(self, what: str, exc: BaseException) -> None:
         log.debug(
@@ -266,7 +293,7 @@ class ExecutionCache:
         try:
             raw = self._client.hgetall(self._keys.cache_stats())
         except self._errors as exc:
-            raise _unavailable(exc) from exc
+            raise self._typed(exc, self._keys.cache_stats()) from exc
         counts: dict[str, dict[str, int]] = {}
         for field, value in raw.items():
             field = field.decode() if isinstance(field, bytes) else field
@@ -294,7 +321,7 @@ class ExecutionCache:
             self._delete_matching(self._keys.cache_lock_pattern())
             self._client.delete(self._keys.cache_stats())
         except self._errors as exc:
-            raise _unavailable(exc) from exc
+            raise self._typed(exc) from exc
         return deleted
 
     def entries(self) -> int:
@@ -304,7 +331,13 @@ class ExecutionCache:
                 1 for _ in self._client.scan_iter(match=self._keys.cache_pattern(), count=500)
             )
         except self._errors as exc:
-            raise _unavailable(exc) from exc
+            raise self._typed(exc) from exc
+
+    def _typed(self, exc: BaseException, key: str | None = None) -> StockAgentError:
+        """What an admin command tells the user: the Redis error by kind (a damaged key, an
+        ACL denial, a full server), else that Redis cannot be reached."""
+        typed = classify(exc, client=self._client, key=key, keys=self._keys)
+        return typed or _unavailable(relay(exc, self._client))
 
     def _delete_matching(self, pattern: str) -> int:
         deleted = 0
@@ -326,8 +359,8 @@ def _detail(exc: UnknownSymbol) -> str | None:
     return rest if rest and rest != exc.message else None
 
 
-def _unavailable(exc: BaseException) -> StoreUnavailable:
+def _unavailable(detail: object) -> StoreUnavailable:
     return StoreUnavailable(
-        f"cannot reach Redis for the cache: {exc}",
+        f"cannot reach Redis for the cache: {detail}",
         fix="start the server (`docker compose up -d redis`), or unset REDIS_URL to use the embedded store",
     )

@@ -102,21 +102,30 @@ def connect(url: str, max_connections: int = 32, *, check: bool = True) -> redis
         return client
     import redis
 
+    from stock_agent.store.errors import classify, relay
+
     try:
         client.ping()
     except redis.AuthenticationError as exc:
         client.close()
         raise StoreUnavailable(
-            f"Redis at {mask_url(url)} refused the credentials: {exc}",
+            f"Redis at {mask_url(url)} refused the credentials: {relay(exc, client)}",
             fix="check the user and password in REDIS_URL",
         ) from exc
+    except redis.BusyLoadingError as exc:  # alive, still loading: not "cannot reach"
+        client.close()
+        raise classify(exc, client=client) or unreachable(url, exc) from exc
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         client.close()
         raise unreachable(url, exc) from exc
     except redis.ResponseError as exc:  # e.g. SELECT of a database the server lacks
         client.close()
+        # An ACL without PING or CLIENT SETNAME (sent on connect) is named as such.
+        typed = classify(exc, client=client)
+        if typed is not None:
+            raise typed from exc
         raise StoreUnavailable(
-            f"Redis at {mask_url(url)} refused the connection: {exc}",
+            f"Redis at {mask_url(url)} refused the connection: {relay(exc, client)}",
             fix="check the database number and options in REDIS_URL",
         ) from exc
     return client

@@ -88,6 +88,23 @@ def trim_to_turn_start(messages: list[BaseMessage]) -> list[BaseMessage]:
     return []
 
 
+def decode_entry(item: str | bytes) -> BaseMessage:
+    """One stored item as a message; ValueError (or another error) when it is not one."""
+    decoded = json.loads(item)
+    if not isinstance(decoded, dict):
+        raise ValueError("not a message object")
+    return messages_from_dict([decoded])[0]
+
+
+def is_readable(item: str | bytes) -> bool:
+    """Whether `decode_messages` keeps `item` (`doctor --repair` removes the others)."""
+    try:
+        decode_entry(item)
+    except Exception:
+        return False
+    return True
+
+
 def decode_messages(raw: Sequence[str], key: str) -> list[BaseMessage]:
     """Stored items (newest first, as LPUSH leaves them) as messages, oldest first. An item
     that is not a message (corrupt JSON, an unknown type, a bare string) is skipped with one
@@ -96,10 +113,7 @@ def decode_messages(raw: Sequence[str], key: str) -> list[BaseMessage]:
     skipped = 0
     for item in reversed(raw):
         try:
-            decoded = json.loads(item)
-            if not isinstance(decoded, dict):
-                raise ValueError("not a message object")
-            messages.extend(messages_from_dict([decoded]))
+            messages.append(decode_entry(item))
         except Exception:  # any malformed entry: contained, counted, reported once
             skipped += 1
     if skipped:
@@ -166,8 +180,9 @@ class SessionHistory(BaseChatMessageHistory):
         pipe = self.client.pipeline(transaction=False)
         self.queue_read(pipe)
         replies = pipe.execute(raise_on_error=False)
-        if isinstance(replies[0], Exception):
-            raise replies[0]
+        from stock_agent.store.errors import raise_reply
+
+        raise_reply(replies[0], client=self.client, key=self.key)
         return self.decode(replies[0])
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:

@@ -6,6 +6,8 @@
     agent:memory:{agent_id}:execution_cache:{tool}:{args-hash} JSON string, TTL per kind of data
     agent:memory:{agent_id}:execution_cache_lock:{tool}:{args-hash}   short lock for a miss
     agent:memory:{agent_id}:execution_cache_stats              hash: {tool}:lookups / {tool}:misses
+    {any key above}:corrupt:{timestamp}                        a damaged key set aside by
+                                                               `doctor --repair`, TTL 7 days
 
 Ids are validated before they reach a key, so no user text can widen a key or a pattern.
 """
@@ -25,6 +27,10 @@ PREFIX = "agent:memory"
 # would have keys inside the cache's SCAN pattern, so `cache clear` would delete them.
 _RESERVED_USER_PREFIX = "execution_cache"
 _ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# The Redis type each kind of key must have (`TYPE` replies); anything else is damaged data.
+EXPECTED_TYPE = {"messages": "list", "sessions": "zset", "profile": "hash", "cache": "string"}
+# A damaged key set aside by `doctor --repair` lives this long, so nothing vanishes unseen.
+ASIDE_TTL = 7 * 86_400
 
 
 def validate_id(value: str, kind: str = "id") -> str:
@@ -36,6 +42,11 @@ def validate_id(value: str, kind: str = "id") -> str:
             fix=f"a {kind} uses letters, digits and _ . @ - only, 1 to 64 characters",
         )
     return value
+
+
+def is_valid_id(value: object) -> bool:
+    """Whether `value` is a valid id (for ids read back from Redis: skipped, not raised)."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
 def args_hash(args: dict[str, Any]) -> str:
@@ -112,6 +123,55 @@ class KeySpace:
 
     def cache_stats(self) -> str:
         return f"{self.root}:execution_cache_stats"
+
+    def user_messages_pattern(self, user_id: str) -> str:
+        """SCAN pattern of one user's messages keys (`doctor --repair` only)."""
+        return f"{glob_escape(self.messages_prefix(user_id))}*:messages"
+
+    def probe(self, user_id: str) -> str:
+        """A short-lived key `doctor` writes, reads and deletes to test this user's access."""
+        return f"{self._user(user_id)}:doctor_probe"
+
+    def cache_probe(self) -> str:
+        """A short-lived key among the cache locks, for `doctor`'s access test of the cache."""
+        return f"{self.root}:execution_cache_lock:doctor_probe"
+
+    @staticmethod
+    def aside(key: str, stamp: str) -> str:
+        """Where `doctor --repair` sets a damaged `key` aside (same hash tag: same slot)."""
+        return f"{key}:corrupt:{stamp}"
+
+    def acl_pattern(self) -> str:
+        """The ACL key pattern that covers every key of this agent (`~pattern` in ACL SETUSER)."""
+        return f"{self.root}:*"
+
+    def expected_type(self, key: str) -> str | None:
+        """The Redis type `key` must hold, or None for a key this app does not type-check."""
+        if key == self.cache_stats():
+            return "hash"
+        if key.startswith(f"{self.root}:execution_cache_lock:"):
+            return "string"
+        return EXPECTED_TYPE.get(self.kind_of(key))
+
+    def split(self, key: str) -> tuple[str, str | None] | None:
+        """(user id, session id or None) of a messages, sessions or profile key of this agent;
+        None for any other key (cache keys, keys set aside, keys of another agent)."""
+        head = f"{self.root}:"
+        if not key.startswith(head) or self.kind_of(key) not in ("messages", "sessions", "profile"):
+            return None
+        parts = key[len(head) :].split(":")
+        user = parts[0]
+        if self.cluster:
+            if not (user.startswith("{") and user.endswith("}")):
+                return None
+            user = user[1:-1]
+        if not _ID_RE.fullmatch(user) or user.startswith(_RESERVED_USER_PREFIX):
+            return None
+        if len(parts) == 2 and parts[1] in ("sessions", "profile"):
+            return user, None
+        if len(parts) == 3 and parts[2] == "messages" and _ID_RE.fullmatch(parts[1]):
+            return user, parts[1]
+        return None
 
     def kind_of(self, key: str) -> str:
         """Classify a key of this agent for `store status`: messages, sessions, profile, cache, other."""

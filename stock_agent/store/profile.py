@@ -3,12 +3,18 @@
 Each field is its own hash field, so two processes setting different fields never overwrite
 each other; symbol lists are changed by a server-side script, so concurrent additions merge.
 Values are JSON or plain strings, never pickle.
+
+A profile only personalises: a damaged one (another Redis type at its key) never stops a
+command. Reads give an empty profile and one warning naming the key and the repair command;
+writes fail with that same line (`WrongTypeKey`). ACL denials and a full server are
+reported as such (store/errors.py), never as "cannot reach Redis".
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +22,14 @@ from stock_agent.core.limits import MAX_NOTES, MAX_PREFERRED_SYMBOLS, PROFILE_FI
 from stock_agent.core.models import Profile
 from stock_agent.core.profile import parse_amount, parse_symbols, parse_threshold
 from stock_agent.errors import InvalidInput
+from stock_agent.store.errors import is_wrong_type, raise_reply, translated, wrong_type
 
 if TYPE_CHECKING:
     import redis
 
     from stock_agent.store.keys import KeySpace
+
+log = logging.getLogger(__name__)
 
 MAX_SYMBOLS = MAX_PREFERRED_SYMBOLS
 __all__ = ["MAX_NOTES", "MAX_SYMBOLS", "PROFILE_FIELDS", "Profile", "ProfileStore"]
@@ -66,9 +75,29 @@ class ProfileStore:
         self.client = client
         self.keys = keys
         self._change_symbols = client.register_script(_CHANGE_SYMBOLS)
+        self._warned: set[str] = set()
 
     def get(self, user_id: str) -> Profile:
-        return self.from_hash(self.client.hgetall(self.keys.profile(user_id)))  # type: ignore[arg-type]
+        """The user's profile; an empty one (and one warning) when the stored one is damaged."""
+        key = self.keys.profile(user_id)
+        try:
+            raw = self.client.hgetall(key)
+        except Exception as exc:  # redis errors: WRONGTYPE degrades, the rest is typed
+            return self.from_reply(exc, key)
+        return self.from_hash(raw)  # type: ignore[arg-type]
+
+    def from_reply(self, reply: Any, key: str) -> Profile:
+        """A Profile from an HGETALL reply that may be an error (a pipeline's
+        `raise_on_error=False`): a wrong-type key reads as an empty profile with one warning
+        per key and process; any other error is raised, typed."""
+        if is_wrong_type(reply):
+            if key not in self._warned:
+                self._warned.add(key)
+                damaged = wrong_type(self.client, self.keys, key)
+                log.warning("warning: profile not applied: %s (%s)", damaged.message, damaged.fix)
+            return Profile(preferred_symbols=[])
+        raise_reply(reply, client=self.client, key=key, keys=self.keys)
+        return self.from_hash(reply)
 
     @staticmethod
     def from_hash(raw: dict[str, str]) -> Profile:
@@ -96,10 +125,11 @@ class ProfileStore:
         if value is None or (
             isinstance(value, str) and value.strip().lower() in ("", "none", "null")
         ):
-            pipe = self.client.pipeline()
-            pipe.hdel(key, name)
-            pipe.hset(key, "updated_at", repr(time.time()))
-            pipe.execute()
+            with translated(self.client, key=key, keys=self.keys):
+                pipe = self.client.pipeline()
+                pipe.hdel(key, name)
+                pipe.hset(key, "updated_at", repr(time.time()))
+                pipe.execute()
             return self.get(user_id)
         encoded: str
         if name == "preferred_symbols":
@@ -118,7 +148,8 @@ class ProfileStore:
             if len(text) > MAX_NOTES:
                 raise InvalidInput(f"notes are limited to {MAX_NOTES} characters, got {len(text)}")
             encoded = text
-        self.client.hset(key, mapping={name: encoded, "updated_at": repr(time.time())})
+        with translated(self.client, key=key, keys=self.keys):
+            self.client.hset(key, mapping={name: encoded, "updated_at": repr(time.time())})
         return self.get(user_id)
 
     def _change(self, user_id: str, op: str, symbols: list[str] | str) -> Profile:
@@ -129,11 +160,10 @@ class ProfileStore:
             raise InvalidInput(f"at most {MAX_SYMBOLS} preferred symbols", fix="remove some first")
         import redis
 
+        key = self.keys.profile(user_id)
         try:
-            self._change_symbols(
-                keys=[self.keys.profile(user_id)],
-                args=[op, repr(time.time()), MAX_SYMBOLS, *parsed],
-            )
+            with translated(self.client, key=key, keys=self.keys):
+                self._change_symbols(keys=[key], args=[op, repr(time.time()), MAX_SYMBOLS, *parsed])
         except redis.ResponseError as exc:
             if "too many symbols" in str(exc):
                 raise InvalidInput(
@@ -149,4 +179,7 @@ class ProfileStore:
         return self._change(user_id, "remove", symbols)
 
     def reset(self, user_id: str) -> bool:
-        return bool(self.client.delete(self.keys.profile(user_id)))
+        """Delete the profile (whatever it holds, so a damaged one goes too)."""
+        key = self.keys.profile(user_id)
+        with translated(self.client, key=key, keys=self.keys):
+            return bool(self.client.delete(key))

@@ -3,19 +3,25 @@ of session id -> last activity), never by scanning the keyspace; the turn's read
 
 The index slides with the sessions: every read or write of a history refreshes the
 session's score and the index's TTL, so expired sessions drop out of it.
+
+Damaged data is contained: another Redis type at the index or a messages key is one
+`WrongTypeKey` naming the key and `stock-agent doctor --repair` (never "cannot reach Redis");
+a damaged profile reads as an empty one with a warning; unreadable entries are skipped.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stock_agent.store.keys import validate_id
+from stock_agent.store.errors import is_wrong_type, raise_reply, translated, wrong_type
+from stock_agent.store.keys import is_valid_id, validate_id
 
 if TYPE_CHECKING:
     import redis
@@ -24,6 +30,16 @@ if TYPE_CHECKING:
     from stock_agent.core.models import Profile
     from stock_agent.store.history import SessionHistory
     from stock_agent.store.keys import KeySpace
+    from stock_agent.store.profile import ProfileStore
+
+log = logging.getLogger(__name__)
+# The message types LangChain's `messages_from_dict` knows (`sessions show` checks the shape
+# without importing LangChain).
+_MESSAGE_TYPES = frozenset(
+    ("human", "ai", "system", "chat", "function", "tool", "remove", "AIMessageChunk",
+     "HumanMessageChunk", "FunctionMessageChunk", "ToolMessageChunk", "SystemMessageChunk",
+     "ChatMessageChunk")
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,13 @@ class SessionStore:
         self.keys = keys
         self.ttl = ttl
         self.window = window
+        self._profiles: ProfileStore | None = None
+        self._warned: set[str] = set()
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
 
     def history(
         self, user_id: str, session_id: str, *, preloaded: list[BaseMessage] | None = None
@@ -91,20 +114,26 @@ class SessionStore:
 
     def read_turn(self, user_id: str, session_id: str) -> TurnMemory:
         """History and profile in one round trip. A refused TTL refresh (e.g. `noeviction` with
-        memory full) does not fail the read; a failed read of the list or profile does."""
+        memory full) does not fail the read; a failed read of the list does, typed. A
+        wrong-type index fails it too (the turn could not be saved); a wrong-type profile
+        reads as an empty one, with one warning."""
         from stock_agent.store.profile import ProfileStore
 
+        if self._profiles is None:
+            self._profiles = ProfileStore(self.client, self.keys)
         history = self.history(user_id, session_id)
         pipe = self.client.pipeline(transaction=False)
         history.queue_read(pipe)
-        pipe.hgetall(self.keys.profile(user_id))
+        profile_key = self.keys.profile(user_id)
+        pipe.hgetall(profile_key)
         replies = pipe.execute(raise_on_error=False)
         raw, fields = replies[0], replies[-1]
-        for reply in (raw, fields):
-            if isinstance(reply, Exception):
-                raise reply
+        raise_reply(raw, client=self.client, key=history.key, keys=self.keys)
+        if any(is_wrong_type(reply) for reply in replies[1:-1]):  # the index's ZADD or EXPIRE
+            raise wrong_type(self.client, self.keys, history.index_key)
+        profile = self._profiles.from_reply(fields, profile_key)
         history.preloaded = history.decode(raw)
-        return TurnMemory(history, ProfileStore.from_hash(fields))
+        return TurnMemory(history, profile)
 
     def save_turn(self, user_id: str, session_id: str, messages: Sequence[BaseMessage]) -> None:
         """Append one turn (retry-safe when its last message has an id). Raises on failure."""
@@ -116,9 +145,13 @@ class SessionStore:
         index = keys.sessions(user_id)
         now = time.time()
         # The score is the last activity; anything older than the TTL has expired.
-        entries: list[tuple[str, float]] = client.zrange(  # type: ignore[assignment]
-            index, "+inf", now - ttl, desc=True, byscore=True, offset=0, num=limit, withscores=True
-        )
+        with translated(client, key=index, keys=keys):
+            entries: list[tuple[str, float]] = client.zrange(  # type: ignore[assignment]
+                index, "+inf", now - ttl, desc=True, byscore=True, offset=0, num=limit,
+                withscores=True,
+            )  # fmt: skip
+        # An id that is not valid (written by something else) cannot name a key: skipped.
+        entries = [(s, score) for s, score in entries if is_valid_id(s)]
         if not entries:
             return []
         pipe = client.pipeline(transaction=False)
@@ -126,17 +159,29 @@ class SessionStore:
             key = keys.messages(user_id, session_id)
             pipe.llen(key)
             pipe.ttl(key)
-        replies = pipe.execute()
+        replies = pipe.execute(raise_on_error=False)
         result: list[SessionInfo] = []
         gone: list[str] = []
         for i, (session_id, score) in enumerate(entries):
             count, left = replies[2 * i], replies[2 * i + 1]
+            if is_wrong_type(count):  # a damaged session must not hide the others: skip it
+                damaged = wrong_type(client, keys, keys.messages(user_id, session_id))
+                self._warn_once(
+                    damaged.key, "warning: session %s skipped: %s (%s)",
+                    session_id, damaged.message, damaged.fix,
+                )  # fmt: skip
+                continue
+            for reply in (count, left):
+                raise_reply(reply, client=client, keys=keys)
             if count == 0 or left == -2:
                 gone.append(session_id)  # expired or cleared elsewhere
                 continue
             result.append(SessionInfo(session_id, int(count), float(score), int(left)))
         if gone:
-            client.zrem(index, *gone)
+            try:
+                client.zrem(index, *gone)
+            except Exception:  # tidying only (e.g. a read-only replica): the list stands
+                log.debug("could not drop expired sessions from %s", index, exc_info=True)
         return result
 
     def latest(self, user_id: str) -> str | None:
@@ -144,28 +189,51 @@ class SessionStore:
         return sessions[0].session_id if sessions else None
 
     def count_messages(self, user_id: str, session_id: str) -> int:
-        return int(self.client.llen(self.keys.messages(user_id, session_id)))
+        key = self.keys.messages(user_id, session_id)
+        with translated(self.client, key=key, keys=self.keys):
+            return int(self.client.llen(key))
 
     def clear(self, user_id: str, session_id: str) -> bool:
         """Delete one session's messages and its index entry. True if it existed."""
         validate_id(session_id, "session id")
+        index = self.keys.sessions(user_id)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(self.keys.messages(user_id, session_id))
-        pipe.zrem(self.keys.sessions(user_id), session_id)
-        deleted, removed = pipe.execute()
+        pipe.zrem(index, session_id)
+        deleted, removed = pipe.execute(raise_on_error=False)
+        raise_reply(deleted, client=self.client, keys=self.keys)
+        raise_reply(removed, client=self.client, key=index, keys=self.keys)
         return bool(deleted or removed)
 
     def raw_messages(self, user_id: str, session_id: str) -> builtins.list[dict[str, Any]]:
         """A session's stored messages, oldest first, as the JSON dicts LangChain writes
         (`{"type": ..., "data": {...}}`), without importing LangChain. Does not refresh the TTL.
-        Unreadable entries are skipped."""
-        raw = self.client.lrange(self.keys.messages(user_id, session_id), 0, -1)
+        Entries that are not messages are skipped, with one warning."""
+        key = self.keys.messages(user_id, session_id)
+        with translated(self.client, key=key, keys=self.keys):
+            raw = self.client.lrange(key, 0, -1)
         out: builtins.list[dict[str, Any]] = []
         for item in reversed(raw):
-            try:
-                decoded = json.loads(item)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(decoded, dict):
+            decoded = _message_dict(item)
+            if decoded is not None:
                 out.append(decoded)
+        if skipped := len(raw) - len(out):
+            log.warning(
+                "skipped %d unreadable message(s) in %s (`stock-agent doctor --repair --user %s`"
+                " removes them)", skipped, key, user_id,
+            )  # fmt: skip
         return out
+
+
+def _message_dict(item: str | bytes) -> dict[str, Any] | None:
+    """A stored entry as a message dict if it has the shape of one, else None."""
+    try:
+        decoded = json.loads(item)
+    except ValueError:  # JSONDecodeError, and bytes that are not UTF-8
+        return None
+    if not isinstance(decoded, dict) or decoded.get("type") not in _MESSAGE_TYPES:
+        return None
+    data = decoded.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("content"), str | builtins.list):
+        return None
+    return decoded

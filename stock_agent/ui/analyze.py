@@ -11,15 +11,35 @@ import click
 from stock_agent.core.limits import MAX_SYMBOLS_PER_ANALYZE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from stock_agent.app import App
-    from stock_agent.core.models import Profile
+    from stock_agent.core.models import Analysis, Profile
 
 NARRATION_TOOLS = ("analyze_stocks", "compare_stocks")
 ENABLE_NARRATION = "note: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server) to have the agent narrate this analysis"
 
 
-def run_analyze(app: App, user_id: str, symbols: list[str], *, as_json: bool, no_llm: bool) -> int:
+def run_analyze(
+    app: App,
+    user_id: str,
+    symbols: list[str],
+    *,
+    as_json: bool,
+    no_llm: bool,
+    chart: Path | None = None,
+    html: Path | None = None,
+) -> int:
     from stock_agent.services.analysis import choose_symbols
+
+    # Checked before any work: a typo in a path fails at once, in one line.
+    if chart is not None or html is not None:
+        from stock_agent.ui.charts import check_output_path
+
+        if chart is not None:
+            check_output_path(chart, ".png", "chart")
+        if html is not None:
+            check_output_path(html, ".html", "report page")
 
     profile = app.profiles.get(user_id)
     chosen = choose_symbols(symbols, profile, limit=MAX_SYMBOLS_PER_ANALYZE)
@@ -32,9 +52,10 @@ def run_analyze(app: App, user_id: str, symbols: list[str], *, as_json: bool, no
     results, errors = batch.analyses, batch.errors
     if not results and len(errors) == 1:
         raise errors[0]
+    narration = None
     if narrate:
         if results:
-            _narrate(app, user_id, [r.symbol for r in results], profile)
+            narration = _narrate(app, user_id, [r.symbol for r in results], profile)
     elif as_json:
         click.echo(
             json.dumps(
@@ -51,6 +72,8 @@ def run_analyze(app: App, user_id: str, symbols: list[str], *, as_json: bool, no
             print_report(console, results, fetch_closes(app.market, [r.symbol for r in results]))
         if not app.settings.model_configured:
             click.echo(ENABLE_NARRATION, err=True)
+    if results and (chart is not None or html is not None):
+        _pictures(app, user_id, results, profile, chart=chart, html=html, narration=narration)
     for error in errors:
         click.echo(error.one_line(), err=True)
     if errors:
@@ -58,7 +81,8 @@ def run_analyze(app: App, user_id: str, symbols: list[str], *, as_json: bool, no
     return 0
 
 
-def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> None:
+def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> str:
+    """Stream the agent's narration; return its text (for the --html page)."""
     from rich.console import Console
 
     from stock_agent.agent.prompts import analyze_request
@@ -79,3 +103,42 @@ def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> No
         )
     if not renderer.text.strip() and answer:  # a model that did not stream
         click.echo(answer)
+    return renderer.text if renderer.text.strip() else (answer or "")
+
+
+def _pictures(
+    app: App,
+    user_id: str,
+    results: list[Analysis],
+    profile: Profile,
+    *,
+    chart: Path | None,
+    html: Path | None,
+    narration: str | None,
+) -> None:
+    """The --chart PNGs and the --html page; each file written is named on stderr, so
+    `--json` output stays JSON."""
+    from datetime import UTC, datetime
+
+    from stock_agent.ui.charts import chart_paths, draw_charts, source_name
+    from stock_agent.ui.report_html import ReportInputs, write_report
+
+    drawn = draw_charts(app.market, results, alert_threshold=profile.alert_threshold)
+    if chart is not None:
+        paths = chart_paths(chart, [c.symbol for c in drawn])
+        for c in drawn:
+            paths[c.symbol].write_bytes(c.png)
+            click.echo(f"chart: {paths[c.symbol]} ({c.width}x{c.height})", err=True)
+    if html is not None:
+        source = source_name(app.provider.name)
+        if app.settings.data_dir is not None:
+            source = f"{source} ({app.settings.data_dir})"
+        inputs = ReportInputs(
+            source=source,
+            generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            alert_threshold=profile.alert_threshold,
+            narration=narration,
+            user_id=user_id,
+        )
+        write_report(html, results, inputs, {c.symbol: c.png for c in drawn})
+        click.echo(f"report: {html}", err=True)

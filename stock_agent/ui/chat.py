@@ -28,6 +28,7 @@ Slash commands:
   /sessions   your live sessions
   /new        start a new session
   /clear      forget this session's messages
+  /chart SYMBOL [PATH]  draw SYMBOL's last year to a PNG (default chart-SYMBOL.png)
   /exit       leave (Ctrl-D works too)
 Ctrl-C stops an answer and keeps the chat."""
 
@@ -87,6 +88,10 @@ def slash_command(state: ChatState, line: str) -> bool:
     elif command == "/clear":
         app.sessions.clear(state.user_id, state.session_id)
         state.say(f"session {state.session_id} cleared")
+    elif command == "/chart":
+        from stock_agent.ui.charts import chart_command
+
+        state.say(chart_command(app, state.user_id, line))
     else:
         state.say(f"unknown command {command}; /help lists them")
     return True

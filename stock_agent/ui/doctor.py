@@ -1,4 +1,9 @@
-"""`stock-agent doctor`: what is configured, what works, what is missing (secrets never shown)."""
+"""`stock-agent doctor`: what is configured, what works, what is missing (secrets never shown);
+`doctor --repair`: set damaged stored data aside and rebuild the sessions index.
+
+The store is checked as the app uses it: the server, its eviction policy (a policy that can
+evict profiles is a warning), a real read/write/script probe of this user's keys under the
+configured ACL, and whether this user's stored data is readable."""
 
 from __future__ import annotations
 
@@ -66,20 +71,55 @@ def check_data_source(settings: Settings, timeout: float = 5.0) -> tuple[str, st
     return FAIL, f"{result.detail} ({result.fix})" if result.fix else result.detail
 
 
-def run_doctor(app: App, user_id: str) -> int:
-    """Print one line per check; return 1 if something needed is missing."""
+def check_store(app: App, user_id: str) -> list[tuple[str, str, str]]:
+    """The store's rows: server, eviction, access (ACL probe) and this user's stored data."""
     from stock_agent.store.connection import mask_url
+    from stock_agent.ui.text import format_eviction
 
     s = app.settings
-    checks: list[tuple[str, str, str]] = []
-
-    # Store: needed by every command.
     try:
         status = app.status()
-        checks.append((OK, "store", f"{status.kind} {status.server} at {status.url}"))
     except StockAgentError as exc:
         where = mask_url(s.redis_url) if s.redis_url else f"embedded under {s.home}"
-        checks.append((FAIL, "store", f"{where}: {exc}"))
+        return [(FAIL, "store", f"{where}: {exc}")]
+    text = f"{status.kind} {status.server} at {status.url}"
+    if status.not_permitted:
+        text += f"; {', '.join(status.not_permitted)} not permitted (ACL): details unknown"
+    rows = [(OK, "store", text)]
+
+    # Eviction: a warning, not a failure: everything works today, the fix is the server's
+    # setting (which a managed Redis may not let this user change), and `doctor` exits 1
+    # only when something needed fails.
+    eviction = format_eviction(status)
+    if status.warnings:
+        rows.append((WARN, "eviction", f"{eviction}; " + "; ".join(status.warnings)))
+    elif status.maxmemory_policy is None:
+        rows.append((WARN, "eviction", f"{eviction}: cannot tell whether profiles can be evicted"))
+    else:
+        rows.append((OK, "eviction", eviction))
+
+    try:
+        found = app.check_store(user_id)
+    except StockAgentError as exc:
+        return [*rows, (FAIL, "access", str(exc))]
+    return [*rows, (found.access.state, "access", found.access.text),
+            (found.data.state, "keys", found.data.text)]  # fmt: skip
+
+
+def run_repair(app: App, user_id: str | None) -> int:
+    """`doctor --repair` for `user_id` (None: every user): one line per change; 0 when the
+    data is clean afterwards, 1 when a change failed."""
+    report = app.repair_store(user_id)
+    for line in report.lines:
+        click.echo(line)
+    return 0 if report.ok else 1
+
+
+def run_doctor(app: App, user_id: str) -> int:
+    """Print one line per check; return 1 if something needed is missing."""
+    s = app.settings
+    # Store: needed by every command.
+    checks: list[tuple[str, str, str]] = check_store(app, user_id)
 
     # Model: needed by chat and the narrated analyze; `analyze --no-llm` works without it.
     if s.model_configured:
@@ -97,7 +137,7 @@ def run_doctor(app: App, user_id: str) -> int:
         )
 
     # Data source: the provider checks itself (one small request at most).
-    state, answer = check_data_source(s)
+    state, answer = check_data_source(s, timeout=min(5.0, s.timeout))
     checks.append((state, "data", answer))
 
     checks.append(

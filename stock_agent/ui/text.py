@@ -122,13 +122,35 @@ def format_store_status(status: StoreStatus) -> str:
     if status.home:
         rows.append(("data dir", status.home))
     rows += [
-        ("memory used", str(status.used_memory)),
+        ("memory used", str(status.used_memory) if status.used_memory else "unknown"),
+        ("eviction", format_eviction(status)),
         ("append-only", "on" if status.append_only else "off"),
         (
             f"keys ({status.agent_id})",
             f"{keys['messages']} sessions' messages, {keys['sessions']} session indexes, "
-            f"{keys['profile']} profiles, {keys['cache']} cache entries",
+            f"{keys['profile']} profiles, {keys['cache']} cache entries"
+            if keys
+            else "unknown (SCAN not permitted)",
         ),
-        ("keys (all)", str(status.total_keys)),
+        ("keys (all)", str(status.total_keys) if status.total_keys is not None else "unknown"),
     ]
+    if status.not_permitted:
+        denied = ", ".join(status.not_permitted)
+        rows.append(("not permitted", f"{denied} (ACL of this Redis user)"))
+    rows += [("warning", text) for text in status.warnings]
     return _rows(rows, indent="")
+
+
+def format_eviction(status: StoreStatus) -> str:
+    """`maxmemory-policy volatile-lru, maxmemory 64.00M`, or why it is unknown."""
+    from stock_agent.store.status import human_bytes
+
+    if status.maxmemory_policy is None:
+        return "unknown (CONFIG not permitted)"
+    if status.maxmemory is None:
+        limit = "unknown"
+    elif status.maxmemory == 0:
+        limit = "0 (no limit)"
+    else:
+        limit = human_bytes(status.maxmemory)
+    return f"maxmemory-policy {status.maxmemory_policy}, maxmemory {limit}"
