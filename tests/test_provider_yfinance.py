@@ -1,14 +1,16 @@
 """The Yahoo Finance provider against a fake yfinance.Ticker: shapes, errors, retries, `check`.
 
 The fake returns what yfinance 1.x returns (tz-aware America/New_York index, the seven
-columns of `history()`, yfinance's own empty frame for an unknown symbol, nested news) and
-raises yfinance's real exception classes. No test touches the network.
+columns of `history()`, yfinance's own empty frame for an unknown symbol, nested news, the
+chart metadata) and raises yfinance's real exception classes. No test touches the network
+(the real yfinance, over a fake HTTP session, is in test_provider_yahoo_network.py).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import date
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,7 +24,15 @@ from yfinance.exceptions import YFPricesMissingError, YFRateLimitError, YFTzMiss
 from stock_agent import errors
 from stock_agent.core.models import Fundamentals, NewsItem, Quote
 from stock_agent.providers import yahoo as provider_module
-from stock_agent.providers.base import ALL_CAPABILITIES, BAR_COLUMNS, ProviderCheck
+from stock_agent.providers.base import (
+    ALL_CAPABILITIES,
+    BAR_COLUMNS,
+    FetchInterrupted,
+    ProviderCheck,
+    SourceUnavailable,
+    interrupt_fetches,
+    resume_fetches,
+)
 from stock_agent.providers.yahoo import NETWORK_FIX, YFinanceProvider
 from tests.conftest import MARKET_DATA
 
@@ -126,10 +136,12 @@ class FakeYahoo:
         self.calls: Counter[str] = Counter()
         self.history_kwargs: list[dict[str, Any]] = []
         self.failures: dict[str, list[BaseException]] = {}
-        self.fast_info: dict[str, Any] = {
-            "last_price": 231.5,
-            "previous_close": 229.0,
+        # what `get_history_metadata()` gives after a chart request (regularMarketTime as
+        # yfinance formats it: a Timestamp in the exchange's zone)
+        self.meta: dict[str, Any] = {
             "currency": "USD",
+            "regularMarketPrice": 231.5,
+            "regularMarketTime": pd.Timestamp("2026-11-20 16:00", tz="America/New_York"),
         }
 
     def fail(self, method: str, *exceptions: BaseException) -> None:
@@ -146,34 +158,25 @@ class FakeYahoo:
         return FakeTicker(self, symbol)
 
 
-class FakeFastInfo:
-    def __init__(self, yahoo: FakeYahoo, symbol: str) -> None:
-        self._yahoo, self._symbol = yahoo, symbol
-
-    def __getattr__(self, name: str) -> Any:
-        if self._symbol not in FakeYahoo.known:
-            raise KeyError("currency")  # what yfinance's FastInfo does without metadata
-        value = self._yahoo.fast_info[name]
-        if isinstance(value, BaseException):
-            raise value
-        return value
-
-
 class FakeTicker:
     def __init__(self, yahoo: FakeYahoo, symbol: str) -> None:
         self.yahoo, self.ticker = yahoo, symbol
 
-    def history(self, period: str = "1mo", interval: str = "1d", **kwargs: Any) -> pd.DataFrame:
-        self.yahoo.history_kwargs.append({"period": period, "interval": interval, **kwargs})
+    def history(self, **kwargs: Any) -> pd.DataFrame:
+        self.yahoo.history_kwargs.append(kwargs)
         self.yahoo.record("history")
         if self.ticker not in FakeYahoo.known:
             return yf_utils.empty_df()  # yfinance logs "possibly delisted" and returns this
-        return yahoo_history(self.ticker)
+        frame = yahoo_history(self.ticker)
+        if kwargs.get("period") == "5d":
+            frame = frame.tail(5)
+        return frame
 
-    @property
-    def fast_info(self) -> FakeFastInfo:
-        self.yahoo.record("fast_info")
-        return FakeFastInfo(self.yahoo, self.ticker)
+    def get_history_metadata(self) -> dict[str, Any]:
+        # no request: the metadata came with the last chart reply
+        if self.ticker not in FakeYahoo.known:
+            return {}
+        return dict(self.yahoo.meta)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -196,9 +199,12 @@ def sleeps() -> list[float]:
     return []
 
 
+TODAY = date(2026, 11, 23)  # a Monday: the last bar (Friday 2026-11-20) is 3 days old
+
+
 @pytest.fixture
 def live(yahoo, sleeps) -> YFinanceProvider:
-    return YFinanceProvider(yahoo, sleep=sleeps.append)
+    return YFinanceProvider(yahoo, sleep=sleeps.append, today=lambda: TODAY)
 
 
 # --- history -------------------------------------------------------------------------------
@@ -217,7 +223,10 @@ def test_history_is_normalised_to_tz_naive_dates_and_five_float_columns(live, ya
     source = yahoo_history("AAPL")
     assert bars["Close"].iloc[-1] == source["Close"].iloc[-1]
     assert bars["Volume"].iloc[-1] == float(source["Volume"].iloc[-1])
-    assert yahoo.history_kwargs == [{"period": "5y", "interval": "1d", "auto_adjust": True}]
+    # 800 days from a start date (7 days of margin for a long weekend), not a 5-year range
+    assert yahoo.history_kwargs == [
+        {"start": "2024-09-07", "interval": "1d", "auto_adjust": True, "timeout": 20.0}
+    ]
 
 
 def test_exchange_local_dates_are_kept_east_of_utc(live, monkeypatch):
@@ -231,12 +240,15 @@ def test_exchange_local_dates_are_kept_east_of_utc(live, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("days", "period"),
-    [(20, "1mo"), (90, "6mo"), (365, "1y"), (730, "2y"), (800, "5y"), (4000, "max")],
+    ("days", "start"),
+    [(20, "2026-10-27"), (365, "2025-11-16"), (800, "2024-09-07"), (4000, "2015-12-04")],
 )
-def test_history_asks_for_the_shortest_period_that_covers_the_days(live, yahoo, days, period):
-    live.history("SPY", days=days)
-    assert yahoo.history_kwargs[-1]["period"] == period
+def test_history_asks_from_the_start_date_the_days_need(live, yahoo, days, start):
+    """Today's code asked for the shortest covering period: 5y (2.3x the bytes) for 800 days."""
+    bars = live.history("SPY", days=days)
+    assert yahoo.history_kwargs[-1]["start"] == start
+    assert "period" not in yahoo.history_kwargs[-1]
+    assert pd.Timestamp("2026-11-20") - bars.index[0] < pd.Timedelta(days=days)
 
 
 def test_same_bars_as_the_offline_provider(live):
@@ -288,7 +300,7 @@ def test_persistent_rate_limit_becomes_rate_limited(live, yahoo, sleeps):
         live.history("AAPL")
     assert yahoo.calls["history"] == 4  # max_attempts
     assert len(sleeps) == 3
-    assert "4 attempt(s)" in info.value.message
+    assert "daily bars of AAPL, 4 attempts in " in info.value.message
     assert isinstance(info.value.__cause__, YFRateLimitError)
 
 
@@ -301,6 +313,12 @@ def test_persistent_rate_limit_becomes_rate_limited(live, yahoo, sleeps):
         requests.exceptions.ReadTimeout("read timed out"),
         TimeoutError("timed out"),
         curl_errors.HTTPError("HTTP Error 503", response=SimpleNamespace(status_code=503)),
+        # what curl_cffi really says: one line here, without the "see this URL" tail
+        curl_errors.Timeout(
+            "Failed to perform, curl: (28) Connection timed out after 10002 milliseconds. "
+            "See https://curl.se/libcurl/c/libcurl-errors.html first for more details.",
+            28,
+        ),
     ],
 )
 def test_network_failures_are_retried_then_reported(yahoo, sleeps, exc):
@@ -309,8 +327,10 @@ def test_network_failures_are_retried_then_reported(yahoo, sleeps, exc):
     with pytest.raises(errors.DataSourceError) as info:
         live.history("AAPL")
     assert yahoo.calls["history"] == 3 and len(sleeps) == 2
-    assert "could not reach Yahoo Finance" in info.value.message
-    assert type(exc).__name__ in info.value.message
+    assert isinstance(info.value, SourceUnavailable)  # may pass: a stale result may stand in
+    assert info.value.message.startswith("could not reach Yahoo Finance for daily bars of AAPL (")
+    assert type(exc).__name__ in info.value.message and "3 attempts in " in info.value.message
+    assert "\n" not in str(info.value) and "curl.se" not in str(info.value)
     assert "STOCK_AGENT_DATA_DIR" in info.value.fix
 
 
@@ -360,20 +380,31 @@ def test_frame_without_prices_is_a_data_error(live, yahoo, monkeypatch):
 # --- quote ---------------------------------------------------------------------------------
 
 
-def test_quote_from_fast_info(live, yahoo):
+def test_a_quote_is_one_chart_request(live, yahoo):
+    """Today's code read fast_info: a 1-year and a 5-day hourly chart request per quote."""
     q = live.quote("aapl")
     assert isinstance(q, Quote)
-    assert q.symbol == "AAPL"
-    assert q.price == 231.5 and q.previous_close == 229.0
-    assert q.change == 2.5
-    assert q.change_pct == round(231.5 / 229.0 - 1, 6)
+    bars = yahoo_history("AAPL")
+    assert q.symbol == "AAPL" and q.price == 231.5
+    assert q.previous_close == bars["Close"].iloc[-2]  # the session before the last bar's
+    assert q.change == round(231.5 - bars["Close"].iloc[-2], 6)
+    assert q.change_pct == round(231.5 / bars["Close"].iloc[-2] - 1, 6)
     assert q.currency == "USD" and q.source == "yfinance"
-    assert pd.Timestamp(q.as_of).tzinfo is not None  # an ISO timestamp with its zone
-    assert yahoo.calls["history"] == 0
+    assert q.as_of == "2026-11-20T21:00:00+00:00"  # the live price's time, in UTC
+    assert yahoo.calls == Counter({"Ticker": 1, "history": 1})
+    assert yahoo.history_kwargs == [
+        {"period": "5d", "interval": "1d", "auto_adjust": False, "timeout": 20.0}
+    ]
 
 
-def test_quote_falls_back_to_the_last_bars(live, yahoo):
-    yahoo.fast_info["last_price"] = KeyError("regularMarketPrice")
+def test_a_quote_before_the_first_bar_of_the_day_compares_with_the_last_close(live, yahoo):
+    yahoo.meta["regularMarketTime"] = pd.Timestamp("2026-11-23 09:31", tz="America/New_York")
+    q = live.quote("AAPL")
+    assert q.previous_close == yahoo_history("AAPL")["Close"].iloc[-1]
+
+
+def test_a_quote_without_a_live_price_is_the_last_bars(live, yahoo):
+    yahoo.meta = {"currency": "USD"}
     q = live.quote("TSLA")
     bars = yahoo_history("TSLA")
     assert q.price == bars["Close"].iloc[-1]
@@ -384,17 +415,10 @@ def test_quote_falls_back_to_the_last_bars(live, yahoo):
     assert yahoo.calls["history"] == 1
 
 
-def test_quote_rate_limit_in_fast_info_is_retried_not_swallowed(live, yahoo, sleeps):
-    yahoo.fail("fast_info", YFRateLimitError())
+def test_a_rate_limited_quote_is_retried(live, yahoo, sleeps):
+    yahoo.fail("history", YFRateLimitError())
     assert live.quote("AAPL").price == 231.5
-    assert yahoo.calls["fast_info"] == 2 and len(sleeps) == 1
-
-
-def test_quote_network_error_inside_fast_info_is_retried(live, yahoo, sleeps):
-    yahoo.fast_info["last_price"] = curl_errors.Timeout("timed out", 28)
-    with pytest.raises(errors.DataSourceError, match="could not reach"):
-        live.quote("AAPL")
-    assert yahoo.calls["fast_info"] == 4
+    assert yahoo.calls["history"] == 2 and len(sleeps) == 1
 
 
 def test_quote_of_an_unknown_symbol(live, yahoo):
@@ -503,7 +527,7 @@ def test_capabilities_and_identity(live, yahoo):
 
 
 def test_check_makes_one_small_request(live, yahoo, sleeps):
-    result = live.check(timeout=3.0)
+    result = live.check(timeout=3.0)  # (yfinance's own cookie and crumb: see the network tests)
     assert result == ProviderCheck(
         True, "ok", "Yahoo Finance via yfinance (online): SPY answered, latest bar 2026-11-20"
     )
@@ -587,7 +611,7 @@ def test_check_of_an_unexpected_failure(live, yahoo):
 
 
 def test_check_without_yfinance_installed(monkeypatch):
-    def no_yfinance():
+    def no_yfinance(session=None):
         raise ModuleNotFoundError("No module named 'yfinance'", name="yfinance")
 
     monkeypatch.setattr(provider_module, "_default_ticker_factory", no_yfinance)
@@ -596,27 +620,146 @@ def test_check_without_yfinance_installed(monkeypatch):
     assert "yfinance" in result.detail and result.fix and "pip install yfinance" in result.fix
 
 
+# --- deadlines and interruptions ------------------------------------------------------------
+
+
+def hanging(release: threading.Event):
+    def history(self, **kwargs):
+        self.yahoo.record("history")
+        release.wait(60)
+        return yahoo_history("SPY")
+
+    return history
+
+
+def test_a_call_that_hangs_ends_at_its_deadline(yahoo, monkeypatch):
+    """Retries and waits included, a call takes at most `timeout` seconds in all."""
+    release = threading.Event()
+    monkeypatch.setattr(FakeTicker, "history", hanging(release))
+    live = YFinanceProvider(yahoo, timeout=0.3, today=lambda: TODAY)
+    try:
+        with pytest.raises(SourceUnavailable) as info:
+            live.history("AAPL")
+    finally:
+        release.set()
+    assert info.value.message.startswith(
+        "Yahoo Finance did not answer for daily bars of AAPL within 0.3 s ("
+    )
+    assert info.value.fix == NETWORK_FIX
+    assert yahoo.calls["history"] == 1  # no time left for another attempt
+
+
+def test_interrupting_stops_a_hanging_call_at_once(yahoo, monkeypatch):
+    release = threading.Event()
+    monkeypatch.setattr(FakeTicker, "history", hanging(release))
+    live = YFinanceProvider(yahoo, timeout=120.0, today=lambda: TODAY)
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            live.history("AAPL")
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    try:
+        while yahoo.calls["history"] == 0:  # the request is in flight
+            release.wait(0.01)
+        interrupt_fetches()
+        worker.join(60)  # a deadlock guard: the call gives up long before its 120 s
+        assert not worker.is_alive()
+        assert len(raised) == 1 and isinstance(raised[0], FetchInterrupted)
+        with pytest.raises(FetchInterrupted):  # and new calls too, until resumed
+            live.history("SPY")
+    finally:
+        resume_fetches()
+        release.set()
+    assert len(live.history("SPY")) > 0
+
+
+def test_an_interrupted_retry_wait_ends_at_once(yahoo):
+    live = YFinanceProvider(yahoo, timeout=120.0, backoff=50.0, max_backoff=50.0)
+    yahoo.fail("history", YFRateLimitError())
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            live.history("AAPL")
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    try:
+        while yahoo.calls["history"] == 0:
+            threading.Event().wait(0.01)
+        interrupt_fetches()
+        worker.join(60)
+        assert not worker.is_alive() and isinstance(raised[0], FetchInterrupted)
+    finally:
+        resume_fetches()
+    assert yahoo.calls["history"] == 1
+
+
+def test_the_session_cuts_each_request_to_the_deadline_left():
+    seen: list[Any] = []
+
+    class Recording(provider_module.deadline_session_class()):
+        def send(self, method, url, *args, **kwargs):
+            seen.append(kwargs.get("timeout"))
+            return SimpleNamespace(status_code=200, text="", url=url)
+
+    session = Recording()
+    session.get("https://fc.yahoo.com", timeout=30)  # no call running: as asked
+    import time
+
+    provider_module._call_deadline.at = time.monotonic() + 2.0
+    try:
+        session.get("https://fc.yahoo.com", timeout=30)  # yfinance's cookie request asks 30 s
+        session.get("https://query1.finance.yahoo.com/v1/test/getcrumb")
+        provider_module._call_deadline.at = time.monotonic() - 0.1
+        with pytest.raises(curl_errors.Timeout, match="deadline passed before fc.yahoo.com"):
+            session.get("https://fc.yahoo.com", timeout=30)
+    finally:
+        provider_module._call_deadline.at = None
+    assert seen[0] == 30
+    assert 0 < seen[1] <= 2.0 and 0 < seen[2] <= 2.0
+    assert len(seen) == 3  # the late request was never sent
+
+
 # --- the real yfinance, without the network ------------------------------------------------
 
 
-def test_default_factory_is_yfinance_ticker_with_exceptions_surfaced():
+def test_default_factory_makes_tickers_on_the_deadline_session_with_exceptions_surfaced():
+    import logging
+
     import yfinance
 
-    before = yfinance.config.debug.hide_exceptions
+    before = (yfinance.config.debug.hide_exceptions, yfinance.config.network.retries)
     yfinance.config.debug.hide_exceptions = True  # yfinance's default
+    yfinance.config.network.retries = 3
     try:
         factory = provider_module._default_ticker_factory()
-        assert factory is yfinance.Ticker
-        # Network failures must raise (and be retried) instead of becoming an empty frame.
+        ticker = factory("AAPL")  # no request is made to build a ticker
+        assert isinstance(ticker, yfinance.Ticker) and ticker.ticker == "AAPL"
+        assert ticker._data._session is provider_module.deadline_session()
+        # Network failures must raise (and be retried) instead of becoming an empty frame;
+        # yfinance does not retry on its own, outside our deadline.
         assert yfinance.config.debug.hide_exceptions is False
+        assert yfinance.config.network.retries == 0
+        handlers = logging.getLogger("yfinance").handlers
+        assert any(isinstance(h, logging.NullHandler) for h in handlers)
     finally:
-        yfinance.config.debug.hide_exceptions = before
+        yfinance.config.debug.hide_exceptions, yfinance.config.network.retries = before
 
 
 def test_the_default_factory_is_resolved_only_when_data_is_needed(monkeypatch):
     calls = []
     monkeypatch.setattr(
-        provider_module, "_default_ticker_factory", lambda: calls.append(1) or FakeYahoo()
+        provider_module,
+        "_default_ticker_factory",
+        lambda session=None: calls.append(1) or FakeYahoo(),
     )
     live = YFinanceProvider(sleep=lambda s: None)
     assert calls == []

@@ -4,12 +4,20 @@ Every provider returns daily bars in one shape (ascending tz-naive dates named "
 columns Open High Low Close Volume), typed models for the rest, and raises `stock_agent.errors`
 classes, never library ones. pandas is imported only by the functions that handle bars, so
 building a provider, asking its `identity` or its `check` costs no pandas import.
+
+It also holds what keeps a fetch bounded and interruptible: `run_bounded` runs a blocking call
+(a network request) under a total deadline, in a helper thread, while the caller waits in short
+slices that `interrupt_fetches()` (a Ctrl-C handler) ends at once; `SourceUnavailable` marks a
+failure that may pass (rate limit, timeout, network, 5xx), for which a stale result may be served.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
 from stock_agent import errors
 from stock_agent.core.limits import HISTORY_DAYS, MAX_NEWS
@@ -25,15 +33,26 @@ __all__ = [
     "HISTORY",
     "NEWS",
     "QUOTE",
+    "DeadlineExceeded",
+    "FetchInterrupted",
     "MarketDataProvider",
     "ProviderCheck",
+    "SourceUnavailable",
     "check_days",
     "check_limit",
     "clean_bars",
+    "fetches_interrupted",
+    "interrupt_fetches",
+    "interruptible_sleep",
+    "is_transient",
     "last_days",
     "make_quote",
     "quote_from_bars",
+    "resume_fetches",
+    "run_bounded",
 ]
+
+T = TypeVar("T")
 
 BAR_COLUMNS: Final = ["Open", "High", "Low", "Close", "Volume"]
 
@@ -210,3 +229,93 @@ def quote_from_bars(symbol: str, bars: pd.DataFrame, currency: str | None, sourc
     price = float(closes.iloc[-1])
     previous = float(closes.iloc[-2]) if len(closes) >= 2 else None
     return make_quote(symbol, price, previous, currency, bars.index[-1].date().isoformat(), source)
+
+
+# --- failures that pass, and interruptions ------------------------------------------------------
+
+
+class SourceUnavailable(errors.DataSourceError):
+    """The data source could not answer now (a timeout, a dropped connection, a 5xx reply): it
+    may work again in a moment, so the last good result may be served instead, marked stale."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is a failure that may pass (a rate limit or SourceUnavailable), as opposed
+    to an answer (an unknown symbol) or a lasting fault (a bad file)."""
+    return isinstance(exc, errors.RateLimited | SourceUnavailable)
+
+
+class DeadlineExceeded(TimeoutError):
+    """A call that did not finish within its total deadline (`seconds`)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+class FetchInterrupted(KeyboardInterrupt):
+    """A fetch stopped by `interrupt_fetches()` (the user pressed Ctrl-C). A KeyboardInterrupt,
+    so nothing that catches `Exception` swallows it and the CLI exits 130."""
+
+
+_interrupted = threading.Event()
+# How often a waiting caller looks at the interrupt flag: the bound on how late a Ctrl-C acts.
+_SLICE = 0.05
+
+
+def interrupt_fetches() -> None:
+    """Stop every fetch in flight, in every thread: their callers raise FetchInterrupted within
+    a fraction of a second, and new fetches do too until `resume_fetches()`. Safe to call from a
+    signal handler."""
+    _interrupted.set()
+
+
+def resume_fetches() -> None:
+    """Let fetches run again after `interrupt_fetches()`."""
+    _interrupted.clear()
+
+
+def fetches_interrupted() -> bool:
+    return _interrupted.is_set()
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """`time.sleep` that `interrupt_fetches()` cuts short (raising FetchInterrupted)."""
+    if _interrupted.wait(max(seconds, 0.0)):
+        raise FetchInterrupted("fetch interrupted")
+
+
+def run_bounded(call: Callable[[], T], seconds: float, *, name: str = "fetch") -> T:
+    """`call()`'s result or exception, or DeadlineExceeded when it has not finished after `seconds`;
+    FetchInterrupted as soon as `interrupt_fetches()` is called.
+
+    The call runs in a daemon thread: a library blocked in a network read cannot be stopped,
+    but nobody waits for it any longer (give it its own timeouts, so it ends soon after). The
+    caller waits in short slices, so a Ctrl-C in the main thread acts at once.
+    """
+    if _interrupted.is_set():
+        raise FetchInterrupted("fetch interrupted")
+    done = threading.Event()
+    outcome: list[tuple[bool, object]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller, whatever it is
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=target, name=f"stock-agent-{name}", daemon=True)
+    deadline = time.monotonic() + max(seconds, 0.0)
+    thread.start()
+    while not done.wait(min(_SLICE, max(deadline - time.monotonic(), 0.0))):
+        if _interrupted.is_set():
+            raise FetchInterrupted("fetch interrupted")
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded(seconds)
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[return-value]
+    assert isinstance(value, BaseException)
+    raise value
