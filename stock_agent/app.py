@@ -108,11 +108,12 @@ class App:
             self.backend.client, self.keys, self.settings.cache_ttls, lock_timeout=25.0
         )
 
-    def status(self) -> StoreStatus:
-        """Which store, its server, memory and this agent's keys by kind."""
+    def status(self, *, count_keys: bool = True) -> StoreStatus:
+        """Which store, its server, memory, eviction policy and (unless `count_keys=False`,
+        which saves a SCAN of this agent's keys) this agent's keys by kind."""
         from stock_agent.store.status import collect_status
 
-        return collect_status(self.backend)
+        return collect_status(self.backend, count_keys=count_keys)
 
     def check_store(self, user_id: str) -> UserCheck:
         """`doctor`'s probe of `user_id`'s keys: may this Redis user really read, write and run

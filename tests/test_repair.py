@@ -185,3 +185,23 @@ def test_doctors_store_checks_cost_two_round_trips_whatever_the_data(
     assert m["round_trips"] == (1 if sessions == 0 else 2)
     assert not redis_client.exists(KEYS.probe("alice"))  # the probe key is gone
     assert not redis_client.exists(KEYS.cache_probe())
+
+
+def test_doctors_store_rows_cost_three_round_trips_on_a_big_keyspace(redis_client, settings):
+    from stock_agent.app import App
+    from stock_agent.ui.doctor import check_store
+
+    turn(redis_client, "s1")
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(20_000):  # unrelated keys: a SCAN would cost 40 round trips here
+        pipe.set(f"unrelated:{i}", i)
+    pipe.execute()
+    with App(settings) as app:
+        app.backend.client.ping()  # connected: the handshake is not what is measured
+        meter = ServerMeter(redis_client)
+        with meter.measure() as m:
+            rows = check_store(app, "alice")
+    assert [(state, name) for state, name, _ in rows] == [
+        ("ok", "store"), ("ok", "eviction"), ("ok", "access"), ("ok", "keys"),
+    ]  # fmt: skip
+    assert m["round_trips"] == 3 and "scan" not in m["commands"]  # INFO, the probe, the data

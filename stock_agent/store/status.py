@@ -80,7 +80,9 @@ def human_bytes(n: int) -> str:
     return f"{n}B"  # unreachable
 
 
-def collect_status(backend: StoreBackend) -> StoreStatus:
+def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreStatus:
+    """The status; `count_keys=False` skips the SCAN of this agent's keys (`doctor`: its
+    cost grows with the keyspace, and doctor needs only the server and its policy)."""
     import redis
 
     from stock_agent.store.errors import translated
@@ -101,14 +103,16 @@ def collect_status(backend: StoreBackend) -> StoreStatus:
                 policy, maxmemory = config.get("maxmemory-policy"), _int(config.get("maxmemory"))
             except redis.ResponseError:  # NOPERM, or CONFIG renamed away (managed Redis)
                 denied.append("CONFIG")
-        kinds = {"messages": 0, "sessions": 0, "profile": 0, "cache": 0, "other": 0}
-        # An admin command, not a request path: SCAN (never KEYS) over this agent's prefix.
-        try:
-            for key in client.scan_iter(match=keys.agent_pattern(), count=500):
-                kinds[keys.kind_of(key)] += 1
-        except redis.exceptions.NoPermissionError:
-            denied.append("SCAN")
-            kinds = {}
+        kinds: dict[str, int] = {}
+        if count_keys:
+            kinds = {"messages": 0, "sessions": 0, "profile": 0, "cache": 0, "other": 0}
+            # An admin command, not a request path: SCAN (never KEYS) over this agent's prefix.
+            try:
+                for key in client.scan_iter(match=keys.agent_pattern(), count=500):
+                    kinds[keys.kind_of(key)] += 1
+            except redis.exceptions.NoPermissionError:
+                denied.append("SCAN")
+                kinds = {}
     return StoreStatus(
         kind="embedded" if backend.kind == "embedded" else "external",
         url=backend.display_url,
