@@ -227,7 +227,9 @@ TTLS = CacheTTLs(quote=60, bars=900, fundamentals=86_400, news=600, unknown_symb
 
 def test_a_cache_entry_of_the_wrong_shape_is_a_miss_and_is_overwritten(redis_client, cli_env):
     ok(run(cli_env, "analyze", "AAPL", "--json"))
-    [key] = redis_client.keys(f"{KEYS.root}:execution_cache:analysis:*")
+    [key] = [  # the entry itself, not a last-good copy kept beside it
+        k for k in redis_client.keys(f"{KEYS.root}:execution_cache:analysis:*") if k.count(":") == 5
+    ]
     ttl = redis_client.ttl(key)
     # Valid JSON in a valid envelope, but not an Analysis: once served to everyone "as of None".
     redis_client.set(key, json.dumps({"ok": {"symbol": "AAPL", "price": 1.0}}), ex=ttl)

@@ -172,7 +172,7 @@ class SessionStore:
                 )  # fmt: skip
                 continue
             for reply in (count, left):
-                raise_reply(reply, client=client, keys=keys)
+                raise_reply(reply, client=client, key=keys.messages(user_id, session_id), keys=keys)
             if count == 0 or left == -2:
                 gone.append(session_id)  # expired or cleared elsewhere
                 continue
