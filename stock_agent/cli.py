@@ -46,11 +46,26 @@ def get_app(ctx: click.Context, user: str | None = None) -> tuple[App, str]:
     run: dict[str, Any] = opts["run"]
     app = run.get("app")
     if app is None:
-        settings = load_settings(run.get("env")).with_overrides(data_dir=opts.get("data_dir"))
+        settings = load_settings(run.get("env")).with_overrides(
+            data_dir=opts.get("data_dir"), timeout=opts.get("timeout")
+        )
         app = run["app"] = App(settings)
     chosen = user if user is not None else opts.get("user")
     user_id = validate_id(chosen if chosen is not None else app.settings.user_id, "user id")
     return app, user_id
+
+
+def _timeout_option(value: str | None) -> float | None:
+    """--timeout's value in seconds (None: not given), or a usage error with the rule."""
+    if value is None:
+        return None
+    from stock_agent.config import parse_timeout
+    from stock_agent.errors import ConfigError
+
+    try:
+        return parse_timeout(value, "--timeout")
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 def emit_json(data: Any) -> None:
@@ -66,9 +81,18 @@ def emit_json(data: Any) -> None:
     default=None,
     help="Offline market data: a folder of SYMBOL.csv files (default: STOCK_AGENT_DATA_DIR, else Yahoo Finance).",
 )
+@click.option(
+    "--timeout",
+    metavar="SECONDS",
+    default=None,
+    callback=lambda ctx, param, value: _timeout_option(value),
+    help="Seconds one market-data fetch may take in all, retries included (default: STOCK_AGENT_TIMEOUT, else 20).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.pass_context
-def cli(ctx: click.Context, user: str | None, data_dir: Any, debug: bool) -> None:
+def cli(
+    ctx: click.Context, user: str | None, data_dir: Any, timeout: float | None, debug: bool
+) -> None:
     """A terminal stock-analysis assistant with its memory in Redis.
 
     \b
@@ -82,7 +106,7 @@ def cli(ctx: click.Context, user: str | None, data_dir: Any, debug: bool) -> Non
     With no REDIS_URL an embedded Valkey server keeps the memory under STOCK_AGENT_HOME.
     """
     run = ctx.obj if isinstance(ctx.obj, dict) else {}  # set by `main`: env, and the app once made
-    ctx.obj = {"user": user, "data_dir": data_dir, "debug": debug, "run": run}
+    ctx.obj = {"user": user, "data_dir": data_dir, "timeout": timeout, "debug": debug, "run": run}
     if ctx.invoked_subcommand is None:  # plain `stock-agent`: the help, not a usage error
         click.echo(ctx.get_help())
         ctx.exit(0)
@@ -162,16 +186,19 @@ def analyze(
     """
     from stock_agent.ui.analyze import run_analyze
 
+    from stock_agent.ui.progress import stop_fetches_on_ctrl_c
+
     app, user_id = get_app(ctx, user)
-    code = run_analyze(
-        app,
-        user_id,
-        list(symbols),
-        as_json=as_json,
-        no_llm=no_llm,
-        chart=chart,
-        html=html,
-    )
+    with stop_fetches_on_ctrl_c():  # one Ctrl-C stops a fetch at once, not at its deadline
+        code = run_analyze(
+            app,
+            user_id,
+            list(symbols),
+            as_json=as_json,
+            no_llm=no_llm,
+            chart=chart,
+            html=html,
+        )
     ctx.exit(code)
 
 

@@ -48,7 +48,11 @@ def run_analyze(
     # Computed first even when the model narrates: a symbol the data source does not know fails
     # here in one line, before the model is asked, and the agent's tool call then reads the
     # analyses back from the cache.
-    batch = app.analysis.analyze(chosen, profile=profile)
+    from stock_agent.ui.progress import FetchProgress
+
+    # A spinner on a terminal while the data is fetched (nothing on a pipe).
+    with FetchProgress(chosen) as progress:
+        batch = app.analysis.analyze(chosen, profile=profile, listener=progress.on_fetch)
     results, errors = batch.analyses, batch.errors
     if not results and len(errors) == 1:
         raise errors[0]
@@ -70,7 +74,7 @@ def run_analyze(
         console = Console(highlight=False)
         if results:
             print_report(console, results, fetch_closes(app.market, [r.symbol for r in results]))
-        if not app.settings.model_configured:
+        if results and not app.settings.model_configured:  # only after a report
             click.echo(ENABLE_NARRATION, err=True)
     if results and (chart is not None or html is not None):
         _pictures(app, user_id, results, profile, chart=chart, html=html, narration=narration)
