@@ -6,6 +6,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
@@ -115,10 +116,23 @@ class AsDicts:
         return lambda *args, **kwargs: plain(method(*args, **kwargs))
 
 
+# Friday 2026-11-20, 11:00 in New York: the market is open, so the configured TTLs apply
+# (tests/test_service_trust.py has the closed hours).
+TRADING = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
+
+
 def make_service(cache, events, provider=None, **kwargs) -> AsDicts:
+    kwargs.setdefault("clock", lambda: TRADING)
     return AsDicts(
         MarketService(provider or CountingProvider(), cache, listener=events.append, **kwargs)
     )
+
+
+def without(data: dict, *keys: str) -> dict:
+    return {k: v for k, v in data.items() if k not in keys}
+
+
+FETCHED = ("fetched_at", "source")
 
 
 def brief(events: list[FetchEvent]) -> list[tuple]:
@@ -132,7 +146,11 @@ def test_quote_is_cached_and_reported(cache, events):
     first = service.quote(" aapl ")
     second = service.quote("AAPL")
 
-    assert first == second == CsvProvider(MARKET_DATA).quote("AAPL").to_dict()
+    assert first == second
+    assert without(first, "fetched_at") == without(
+        CsvProvider(MARKET_DATA).quote("AAPL").to_dict(), "fetched_at"
+    )
+    assert first["fetched_at"] == "2026-11-20T16:00:00+00:00" and first["stale"] is False
     assert first["symbol"] == "AAPL" and first["source"] == "offline"
     assert provider.calls[("quote", "AAPL")] == 1
     assert brief(events) == [("quote", "AAPL", False, False), ("quote", "AAPL", True, False)]
@@ -146,7 +164,8 @@ def test_analysis_is_the_base_analysis_with_the_benchmark(cache, events):
 
     result = service.analysis("aapl")
 
-    assert result == expected
+    assert without(result, *FETCHED) == without(expected, *FETCHED)
+    assert result["source"] == "offline" and result["fetched_at"] == "2026-11-20T16:00:00+00:00"
     assert result["benchmark"] == "SPY" and result["indicators"]["beta"] is not None
     assert result["alerts"] == [] and result["position"] is None  # user-independent
 
@@ -304,6 +323,8 @@ def test_fundamentals_and_news_are_cached_with_their_kind(cache, events, redis_c
             {"title": "headline 0", "publisher": "Wire", "published": None, "link": None},
             {"title": "headline 1", "publisher": "Wire", "published": None, "link": None},
         ],
+        "stale": False,
+        "fetched_at": "2026-11-20T16:00:00+00:00",
     }
     service.news("AAPL", 2)
     assert provider.calls[("fundamentals", "AAPL")] == provider.calls[("news", "AAPL")] == 1

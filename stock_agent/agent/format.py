@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stock_agent.core import numbers as num
+from stock_agent.core.calendar import stale_note
 from stock_agent.core.limits import MAX_TOOL_CHARS_PER_SYMBOL
 from stock_agent.core.models import Analysis, Fundamentals, News, Profile, Quote
 from stock_agent.errors import StockAgentError
@@ -93,9 +94,17 @@ def short_notes(notes: list[str] | tuple[str, ...]) -> list[str]:
     return kept
 
 
+def stale_text(stale: bool, fetched_at: str | None, source: str | None) -> str | None:
+    """For a result served stale: "as of 2026-11-20 16:00 UTC, Yahoo unavailable"; else None
+    (and the key is dropped)."""
+    return stale_note(fetched_at, source) if stale else None
+
+
 def quote_text(quote: Quote) -> str:
     data = quote.to_dict()
     data["change_pct"] = num.percent(quote.change_pct, 2)  # percent for the model
+    data.pop("fetched_at", None)
+    data["stale"] = stale_text(quote.stale, quote.fetched_at, quote.source)
     return fit(drop_empty(num.for_model(data)))
 
 
@@ -113,6 +122,7 @@ def summarize_analysis(a: Analysis) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "symbol": a.symbol,
         "as_of": a.as_of,
+        "stale": stale_text(a.stale, a.fetched_at, a.source),
         "price": a.price,
         "returns_pct": returns,
         "alerts": [clip(alert.text, 200) for alert in a.alerts],
@@ -170,12 +180,15 @@ _BIG_FIELDS = ("market_cap", "revenue")
 def fundamentals_text(facts: Fundamentals) -> str:
     data: dict[str, Any] = {}
     for key, value in facts.to_dict().items():
+        if key in ("stale", "fetched_at"):
+            continue
         if key in _FRACTION_FIELDS:
             data[f"{key}_pct"] = num.percent(value, 2)
         elif key in _BIG_FIELDS:
             data[key] = big_number(value)
         else:
             data[key] = clip(value, 300)
+    data["stale"] = stale_text(facts.stale, facts.fetched_at, facts.source)
     return fit(drop_empty(num.for_model(data)))
 
 
@@ -194,12 +207,16 @@ def news_text(news: News) -> str:
         items.append({k: clip(v, 160) for k, v in keep.items()})
     if not items:
         return f"{news.symbol}: no recent news"
-    text = compact_json({"symbol": news.symbol, "news": items})
+    head: dict[str, Any] = {"symbol": news.symbol}
+    stale = stale_text(news.stale, news.fetched_at, "yfinance")
+    if stale:
+        head["stale"] = stale
+    text = compact_json({**head, "news": items})
     while len(text) > MAX_CHARS_PER_SYMBOL and len(items) > 1:
         items.pop()  # the oldest headlines go first
-        text = compact_json({"symbol": news.symbol, "news": items, "more_not_shown": True})
+        text = compact_json({**head, "news": items, "more_not_shown": True})
     if len(text) > MAX_CHARS_PER_SYMBOL:
-        return fit({"symbol": news.symbol, "news": items})
+        return fit({**head, "news": items})
     return text
 
 

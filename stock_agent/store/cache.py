@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stock_agent.errors import StockAgentError, StoreUnavailable, UnknownSymbol
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 KINDS = ("quote", "bars", "fundamentals", "news")
 T = TypeVar("T")
 _MISS = object()
+# How long the last good result of a lookup that may serve stale (`stale_if`) is kept, beyond
+# its TTL, at `{key}:last` (written in the same round trip as the value).
+KEEP_LAST_SECONDS = 7 * 86_400
 
 # Every stored value is an envelope, so a cached result can never be mistaken for a marker:
 #   {"ok": <result>}                      a successful fetch
@@ -50,6 +54,33 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 
     # OSError: a socket failing below redis-py's own error translation.
     return (redis.RedisError, OSError)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What `ExecutionCache.lookup` found: the value, whether this call did not fetch it, and
+    whether it is the last good value served because the fetch failed (`error`, a failure
+    `stale_if` accepted) with the time it was stored (`stored_at`, epoch seconds)."""
+
+    value: Any
+    cached: bool
+    stale: bool = False
+    error: BaseException | None = None
+    stored_at: float | None = None
+
+
+@dataclass(frozen=True)
+class _Policy:
+    ttl: Callable[[int], int] | None = None
+    stale_if: Callable[[BaseException], bool] | None = None
+
+
+class _ServedStale(Exception):
+    """Carries the last good value out of a failed fetch (private to this module)."""
+
+    def __init__(self, value: Any, error: BaseException, stored_at: float | None) -> None:
+        super().__init__("served stale")
+        self.value, self.error, self.stored_at = value, error, stored_at
 
 
 class ExecutionCache:
@@ -102,8 +133,32 @@ class ExecutionCache:
         come back through it, hit or miss; a stored value that `load` rejects (an older or
         corrupt shape) is a miss, and the fresh value overwrites it.
         """
-        value, cached = self._get_or_fetch(tool, args, fetch, kind, load)
-        return (load(value) if load is not None and not cached else value), cached
+        found = self.lookup(tool, args, fetch, kind, load)
+        return found.value, found.cached
+
+    def lookup(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        fetch: Callable[[], Any],
+        kind: str,
+        load: Callable[[Any], T] | None = None,
+        *,
+        ttl: Callable[[int], int] | None = None,
+        stale_if: Callable[[BaseException], bool] | None = None,
+    ) -> Lookup:
+        """`get_or_fetch`, with two more choices. `ttl(kind_ttl)` gives the TTL when a value is
+        stored (e.g. until the market opens instead of the kind's 900 s). With `stale_if`, each success is
+        also kept at `{key}:last` for KEEP_LAST_SECONDS, and when `fetch` raises an exception
+        that `stale_if` accepts (a rate limit, a timeout), that last good value is returned
+        instead (`stale=True`, with the error and when it was stored); with none kept, the
+        error is raised. The kept value is read only then."""
+        policy = _Policy(ttl, stale_if) if ttl is not None or stale_if is not None else None
+        try:
+            value, cached = self._get_or_fetch(tool, args, fetch, kind, load, policy)
+        except _ServedStale as served:
+            return Lookup(served.value, True, True, served.error, served.stored_at)
+        return Lookup((load(value) if load is not None and not cached else value), cached)
 
     def _get_or_fetch(
         self,
@@ -112,6 +167,7 @@ class ExecutionCache:
         fetch: Callable[[], Any],
         kind: str,
         load: Callable[[Any], Any] | None,
+        policy: _Policy | None = None,
     ) -> tuple[Any, bool]:
         if kind not in KINDS:
             raise ValueError(f"unknown cache kind {kind!r}, expected one of {', '.join(KINDS)}")
@@ -170,9 +226,9 @@ class ExecutionCache:
                 if hit is not _MISS:
                     return hit, True
             # the owner failed or gave up: fetch ourselves, and store a success as usual
-            return self._fetch_and_store(key, ttl, fetch, None, None), False
+            return self._fetch_and_store(key, ttl, fetch, None, None, policy, load), False
 
-        return self._fetch_and_store(key, ttl, fetch, lock, token), False
+        return self._fetch_and_store(key, ttl, fetch, lock, token, policy, load), False
 
     def _fetch_and_store(
         self,
@@ -181,6 +237,8 @@ class ExecutionCache:
         fetch: Callable[[], Any],
         lock: str | None,
         token: str | None,
+        policy: _Policy | None = None,
+        load: Callable[[Any], Any] | None = None,
     ) -> Any:
         try:
             value = fetch()
@@ -188,8 +246,11 @@ class ExecutionCache:
             marker = {_UNKNOWN: exc.symbol, "detail": _detail(exc)}
             self._store(key, json.dumps(marker), self._ttls.unknown_symbol, lock, token)
             raise
-        except BaseException:
+        except BaseException as exc:
             self._store(key, None, 0, lock, token)  # release the lock only
+            stale_if = policy.stale_if if policy is not None else None
+            if stale_if is not None and isinstance(exc, Exception) and stale_if(exc):
+                self._raise_last_good(key, exc, load)
             raise
 
         try:
@@ -198,20 +259,58 @@ class ExecutionCache:
             log.warning("result for %s is not JSON (%s); not cached", key, exc)
             self._store(key, None, 0, lock, token)
             return value
-        self._store(key, encoded, ttl, lock, token)
+        if policy is not None and policy.ttl is not None:
+            try:
+                ttl = int(policy.ttl(ttl))
+            except Exception:  # a TTL that cannot be worked out: the kind's
+                log.debug("TTL for %s not worked out; %s s", key, ttl, exc_info=True)
+        last = None
+        if policy is not None and policy.stale_if is not None:
+            last = json.dumps({_OK: value, "at": round(time.time(), 3)}, separators=(",", ":"))
+        self._store(key, encoded, ttl, lock, token, last)
         return json.loads(encoded)[_OK]
 
-    def _store(
-        self, key: str, encoded: str | None, ttl: int, lock: str | None, token: str | None
+    def _raise_last_good(
+        self, key: str, error: BaseException, load: Callable[[Any], Any] | None
     ) -> None:
-        """Write the value (if any) and release our lock (if any) in one round trip.
-        The value is written first, so a waiter that sees the lock gone also sees the value."""
+        """Raise _ServedStale with the last good value kept for `key`; return if there is none
+        (or Redis cannot say), so the caller raises `error`."""
+        try:
+            raw = self._client.get(_last_key(key))
+        except self._errors as exc:
+            self._failed(key, exc)
+            return
+        found = self._decode(raw, key) if isinstance(raw, str | bytes) else None
+        if found is None or _OK not in found:
+            return
+        value = self._loaded(found, key, load)
+        if value is _MISS:
+            return
+        at = found.get("at")
+        stored_at = float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None
+        log.debug("serving the last good value of %s (fetch failed: %s)", key, error)
+        raise _ServedStale(value, error, stored_at) from error
+
+    def _store(
+        self,
+        key: str,
+        encoded: str | None,
+        ttl: int,
+        lock: str | None,
+        token: str | None,
+        last: str | None = None,
+    ) -> None:
+        """Write the value (if any; and the last good copy, if any) and release our lock (if
+        any) in one round trip. The value is written first, so a waiter that sees the lock
+        gone also sees the value."""
         if encoded is None and lock is None:
             return
         try:
             pipe = self._client.pipeline(transaction=False)
             if encoded is not None:
                 pipe.set(key, encoded, ex=max(1, ttl))
+            if last is not None:
+                pipe.set(_last_key(key), last, ex=max(KEEP_LAST_SECONDS, ttl))
             if lock is not None and token is not None:
                 # EVAL, not a registered Script: in a pipeline that costs an extra SCRIPT EXISTS
                 pipe.eval(_RELEASE_LUA, 1, lock, token)
@@ -325,10 +424,13 @@ class ExecutionCache:
         return deleted
 
     def entries(self) -> int:
-        """How many cached results (and unknown-symbol markers) exist now."""
+        """How many cached results (and unknown-symbol markers) exist now (the last good
+        copies kept for stale answers are not counted)."""
         try:
             return sum(
-                1 for _ in self._client.scan_iter(match=self._keys.cache_pattern(), count=500)
+                1
+                for key in self._client.scan_iter(match=self._keys.cache_pattern(), count=500)
+                if not (key.decode() if isinstance(key, bytes) else str(key)).endswith(":last")
             )
         except self._errors as exc:
             raise self._typed(exc) from exc
@@ -350,6 +452,11 @@ class ExecutionCache:
         if batch:
             deleted += int(self._client.unlink(*batch))
         return deleted
+
+
+def _last_key(key: str) -> str:
+    """Where the last good value of `key` is kept (same hash tag: same cluster slot)."""
+    return f"{key}:last"
 
 
 def _detail(exc: UnknownSymbol) -> str | None:

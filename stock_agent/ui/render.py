@@ -247,6 +247,10 @@ def symbol_panel(
         levels.add_row(*row)
 
     parts: list[Any] = [returns, Text(""), levels]
+    if a.stale:  # the last good result, served because the source failed: said first
+        from stock_agent.core.calendar import stale_note
+
+        parts[:0] = [Text(f"stale: {stale_note(a.fetched_at, a.source)}", style="bold yellow")]
     spark = spark_text(closes, spark_width, ascii_only=ascii_only)
     if spark is not None:
         parts[:0] = [spark, Text("")]
@@ -282,6 +286,8 @@ def symbol_panel(
         parts.append(Text(""))
         parts.extend(Text(f"  note: {n}", style="dim") for n in a.notes)
     title = f"[bold]{a.symbol}[/]  {fmt_num(price)}  [dim]as of {a.as_of}[/]"
+    if a.stale:
+        title += "  [bold yellow]stale[/]"
     return Panel(Group(*parts), title=title, title_align="left", expand=False)
 
 
