@@ -37,6 +37,7 @@ BENCHMARKS = (
     ("startup", "bench.startup", "start-up of whole processes"),
     ("tokens", "bench.tokens", "what a narrated analysis sends to the model"),
     ("throughput", "bench.throughput", "chat turns per second, concurrent sessions"),
+    ("requests", "bench.requests", "Yahoo requests per analyze, cold and warm"),
 )
 
 

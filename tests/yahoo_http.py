@@ -178,6 +178,16 @@ class FakeYahooSession(_base()):  # type: ignore[misc]
         times = stamps[keep.to_numpy()]
         last_close = float(raw["Close"].iloc[-1])
         market_time = int(stamps[-1]) + int(6.5 * 3600)  # the last session's close
+
+        def period(start: int, end: int) -> dict[str, Any]:
+            return {"timezone": "EST", "start": start, "end": end, "gmtoffset": -18000}
+
+        opens_at = int(stamps[-1])
+        trading = {
+            "pre": period(opens_at - int(5.5 * 3600), opens_at),
+            "regular": period(opens_at, market_time),
+            "post": period(market_time, market_time + 4 * 3600),
+        }
         meta = {
             "currency": "USD",
             "symbol": symbol,
@@ -193,7 +203,8 @@ class FakeYahooSession(_base()):  # type: ignore[misc]
             "regularMarketPrice": last_close,
             "chartPreviousClose": float(raw["Close"].iloc[-2]) if len(raw) > 1 else last_close,
             "priceHint": 2,
-            "dataGranularity": "1d",
+            "currentTradingPeriod": trading,
+            "dataGranularity": request.params.get("interval", "1d"),
             "range": params.get("range", ""),
             "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
         }
