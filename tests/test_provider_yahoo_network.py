@@ -231,3 +231,26 @@ def test_one_ctrl_c_stops_analyze_while_it_waits_on_the_network(cli_env, dead_ne
     assert proc.returncode == errors.ExitStatus.INTERRUPTED
     assert err.strip().splitlines() == ["interrupted"]
     assert out == ""
+
+
+def test_doctor_when_yahoo_rate_limits_says_so_with_the_fix_and_exits_1(
+    cli_env, tmp_path, monkeypatch, capsys
+):
+    from stock_agent.cli import main
+    from stock_agent.providers import yahoo as provider_module
+
+    fresh_yfinance(tmp_path / "yfinance-cache")
+
+    def limited(request):
+        if request.kind.startswith("chart:"):
+            return FakeResponse(429, "Too Many Requests", request.url)
+        return None
+
+    # the process's session: what `doctor` builds its provider with
+    monkeypatch.setattr(provider_module, "_session", FakeYahooSession(behave=limited))
+    env = {k: v for k, v in cli_env.items() if k != "STOCK_AGENT_DATA_DIR"}
+    assert main(["doctor"], env=env) == 1
+    out = capsys.readouterr().out
+    [line] = [ln for ln in out.splitlines() if " data " in ln]
+    assert "FAIL" in line and "Yahoo Finance is rate limiting this address" in line
+    assert "wait a minute and try again" in line
