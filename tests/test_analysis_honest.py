@@ -119,16 +119,13 @@ def test_a_difference_of_float_noise_is_a_tie():
     assert signals[1]["text"] == "price at its 20-day average (100.00)"
 
 
-def test_a_price_on_the_middle_band_is_at_the_middle():
-    close = 100 + np.tile([1.0, -1.0], 30)
-    close[-1] = 100.0  # the middle of 100 +/- 1 ... and of the window with it
+def test_a_price_on_the_middle_band_is_at_the_middle_not_the_upper_half():
+    # the last 20 closes: 9 x (101, 99), then 100 and 100: the middle band is exactly 100
+    close = np.concatenate([np.linspace(90, 110, 40), np.tile([101.0, 99.0], 9), [100.0, 100.0]])
     result = analyze(close)
+    assert result.indicators.bb_middle == result.price == 100.0
     bb_state, text = state(result, "bollinger")
-    middle = result.indicators.bb_middle
-    if abs(result.price - middle) <= 1e-9 * result.price:
-        assert bb_state == "middle" and text.startswith("price at the middle band")
-    else:  # the last close moved the middle: then it is on one side, by more than noise
-        assert bb_state in ("upper_half", "lower_half")
+    assert (bb_state, text) == ("middle", "price at the middle band (%B 0.50)")
 
 
 # --- alerts compare unrounded values ------------------------------------------------------------
