@@ -151,6 +151,7 @@ def test_profile_show_empty(cli_env: dict[str, str]) -> None:
         "portfolio_size": None,
         "notes": None,
         "updated_at": None,
+        "symbol_alerts": [],
     }
 
 
@@ -180,6 +181,7 @@ def test_profile_set_each_field(cli_env: dict[str, str]) -> None:
         "alert_threshold": -0.05,
         "portfolio_size": 250000.0,
         "notes": "long-term investor, dividends",
+        "symbol_alerts": [],
     }
 
     # The other spelling of a threshold, and `none` to clear a field.

@@ -375,6 +375,8 @@ class Profile(Model):
     portfolio_size: float | None = None
     notes: str | None = None
     updated_at: float | None = None
+    # per-symbol drop thresholds (they win over `alert_threshold` for their symbol), by symbol
+    symbol_alerts: tuple[SymbolAlert, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -383,7 +385,13 @@ class Profile(Model):
             or self.alert_threshold is not None
             or self.portfolio_size
             or self.notes
+            or self.symbol_alerts
         )
+
+    def threshold_for(self, symbol: str) -> float | None:
+        """The drop that alerts for `symbol`: its own threshold, else `alert_threshold`."""
+        own = next((a.threshold for a in self.symbol_alerts if a.symbol == symbol), None)
+        return own if own is not None else self.alert_threshold
 
 
 # --------------------------------------------------------------------------- charts
@@ -476,3 +484,15 @@ class Unrounded(Model):
     price: float
     change_1d: float | None = None
     atr_14: float | None = None
+
+
+# --------------------------------------------------------------------------- watch
+
+
+@dataclass(frozen=True)
+class SymbolAlert(Model):
+    """A user's own drop threshold for one symbol (a fraction, like `Profile.alert_threshold`:
+    -0.03 alerts on a 1-day drop of 3 % or more)."""
+
+    symbol: str
+    threshold: float

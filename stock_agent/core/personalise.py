@@ -23,11 +23,14 @@ MAX_POSITION = 0.20  # of the portfolio
 
 
 def personalise(analysis: Analysis, profile: Profile | None) -> Analysis:
-    """`analysis` with the user's alert and position (a profile of None changes nothing)."""
+    """`analysis` with the user's alert and position (a profile of None changes nothing). A
+    threshold of the symbol's own (`profile set-alert`) wins over the global one."""
     if profile is None:
         return analysis
     return apply_profile(
-        analysis, alert_threshold=profile.alert_threshold, portfolio_size=profile.portfolio_size
+        analysis,
+        alert_threshold=profile.threshold_for(analysis.symbol),
+        portfolio_size=profile.portfolio_size,
     )
 
 

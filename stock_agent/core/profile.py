@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 
+from stock_agent.core.models import SymbolAlert
 from stock_agent.core.symbols import normalize_symbol
 from stock_agent.errors import InvalidInput
 
@@ -29,6 +30,11 @@ def parse_threshold(value: str | float) -> float:
             fix="give a negative change such as -5% or -0.05",
         )
     return round(number, 6)
+
+
+def parse_symbol_alert(symbol: str, value: str | float) -> SymbolAlert:
+    """`NVDA`, `-3%` -> SymbolAlert("NVDA", -0.03): a valid symbol and a drop threshold."""
+    return SymbolAlert(normalize_symbol(symbol), parse_threshold(value))
 
 
 _AMOUNT_RE = re.compile(r"^[$€£¥]?([0-9][0-9_,]*(?:\.[0-9]+)?)([kKmM]?)$")

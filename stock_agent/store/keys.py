@@ -3,6 +3,7 @@
     agent:memory:{agent_id}:{user_id}:{session_id}:messages    list, sliding TTL
     agent:memory:{agent_id}:{user_id}:sessions                 sorted set: session -> last activity
     agent:memory:{agent_id}:{user_id}:profile                  hash, no TTL
+    agent:memory:{agent_id}:{user_id}:alerts:{symbol}:{date}   an alert fired (watch), TTL days
     agent:memory:{agent_id}:execution_cache:{tool}:{args-hash} JSON string, TTL per kind of data
     agent:memory:{agent_id}:execution_cache_lock:{tool}:{args-hash}   short lock for a miss
     agent:memory:{agent_id}:execution_cache_stats              hash: {tool}:lookups / {tool}:misses
@@ -27,6 +28,7 @@ PREFIX = "agent:memory"
 # would have keys inside the cache's SCAN pattern, so `cache clear` would delete them.
 _RESERVED_USER_PREFIX = "execution_cache"
 _ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The Redis type each kind of key must have (`TYPE` replies); anything else is damaged data.
 EXPECTED_TYPE = {"messages": "list", "sessions": "zset", "profile": "hash", "cache": "string"}
 # A damaged key set aside by `doctor --repair` lives this long, so nothing vanishes unseen.
@@ -100,6 +102,14 @@ class KeySpace:
 
     def profile(self, user_id: str) -> str:
         return f"{self._user(user_id)}:profile"
+
+    def alert_fired(self, user_id: str, symbol: str, bar_date: str) -> str:
+        """Marks that `user_id`'s alert on `symbol` fired for the bar of `bar_date` (watch)."""
+        from stock_agent.core.symbols import normalize_symbol
+
+        if not isinstance(bar_date, str) or not _DATE_RE.fullmatch(bar_date):
+            raise InvalidId(f"invalid bar date {bar_date!r}", fix="an ISO date such as 2026-11-20")
+        return f"{self._user(user_id)}:alerts:{normalize_symbol(symbol)}:{bar_date}"
 
     def cache(self, tool: str, args: dict[str, Any]) -> str:
         validate_id(tool, "tool name")

@@ -19,8 +19,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from stock_agent.core.limits import MAX_NOTES, MAX_PREFERRED_SYMBOLS, PROFILE_FIELDS
-from stock_agent.core.models import Profile
-from stock_agent.core.profile import parse_amount, parse_symbols, parse_threshold
+from stock_agent.core.models import Profile, SymbolAlert
+from stock_agent.core.profile import (
+    parse_amount,
+    parse_symbol_alert,
+    parse_symbols,
+    parse_threshold,
+)
+from stock_agent.core.symbols import normalize_symbol
 from stock_agent.errors import InvalidInput
 from stock_agent.store.errors import is_wrong_type, raise_reply, translated, wrong_type
 
@@ -113,6 +119,7 @@ class ProfileStore:
                 with contextlib.suppress(ValueError, TypeError):
                     values[name] = float(text)
         values["notes"] = raw.get("notes") or None
+        values["symbol_alerts"] = _symbol_alerts(raw)
         return Profile(**values)
 
     def set_field(self, user_id: str, name: str, value: Any) -> Profile:
@@ -178,8 +185,50 @@ class ProfileStore:
     def remove_symbols(self, user_id: str, symbols: list[str] | str) -> Profile:
         return self._change(user_id, "remove", symbols)
 
+    def set_symbol_alert(self, user_id: str, symbol: str, threshold: str | float) -> Profile:
+        """Give `symbol` its own drop threshold (it wins over `alert_threshold` for it). One
+        hash field per symbol (`symbol_alert:NVDA`), so concurrent changes never collide."""
+        alert = parse_symbol_alert(symbol, threshold)
+        key = self.keys.profile(user_id)
+        field = f"{SYMBOL_ALERT_FIELD}{alert.symbol}"
+        with translated(self.client, key=key, keys=self.keys):
+            names = [n for n in self.client.hkeys(key) if str(n).startswith(SYMBOL_ALERT_FIELD)]
+            if field not in names and len(names) >= MAX_SYMBOLS:
+                raise InvalidInput(
+                    f"at most {MAX_SYMBOLS} symbol alerts", fix="clear some first (clear-alert)"
+                )
+            self.client.hset(
+                key, mapping={field: repr(alert.threshold), "updated_at": repr(time.time())}
+            )
+        return self.get(user_id)
+
+    def clear_symbol_alert(self, user_id: str, symbol: str) -> bool:
+        """Remove `symbol`'s own threshold; False when it had none."""
+        key = self.keys.profile(user_id)
+        field = f"{SYMBOL_ALERT_FIELD}{normalize_symbol(symbol)}"
+        with translated(self.client, key=key, keys=self.keys):
+            removed = bool(self.client.hdel(key, field))
+            if removed:
+                self.client.hset(key, "updated_at", repr(time.time()))
+        return removed
+
     def reset(self, user_id: str) -> bool:
         """Delete the profile (whatever it holds, so a damaged one goes too)."""
         key = self.keys.profile(user_id)
         with translated(self.client, key=key, keys=self.keys):
             return bool(self.client.delete(key))
+
+
+# Per-symbol thresholds: one hash field each, `symbol_alert:{SYMBOL}` -> "-0.03".
+SYMBOL_ALERT_FIELD = "symbol_alert:"
+
+
+def _symbol_alerts(raw: dict[str, str]) -> tuple[SymbolAlert, ...]:
+    """The per-symbol thresholds of a raw profile hash, by symbol; a field whose symbol or
+    value is not valid (written by hand) is skipped, never applied."""
+    found: list[SymbolAlert] = []
+    for name, value in raw.items():
+        if isinstance(name, str) and name.startswith(SYMBOL_ALERT_FIELD):
+            with contextlib.suppress(InvalidInput, TypeError):
+                found.append(parse_symbol_alert(name[len(SYMBOL_ALERT_FIELD) :], value))
+    return tuple(sorted(found, key=lambda a: a.symbol))
