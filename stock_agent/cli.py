@@ -443,17 +443,150 @@ def store_stop(ctx: click.Context) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @user_option
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Repair your stored data: set damaged keys aside (kept 7 days), drop unreadable "
+    "messages, rebuild the sessions index.",
+)
+@click.option("--all-users", is_flag=True, help="With --repair: every user of this agent.")
 @click.pass_context
-def doctor(ctx: click.Context, user: str | None) -> None:
+def doctor(ctx: click.Context, user: str | None, repair: bool, all_users: bool) -> None:
     """Check the configuration, the store, the model server and the data source.
 
-    The model server is asked for its model list (no tokens are spent). Exits 1 when something
+    The model server is asked for its model list (no tokens are spent). The store check
+    really writes, reads and deletes a short-lived key of yours (so an ACL on the wrong keys
+    fails) and warns when its eviction policy can evict profiles. Exits 1 when something
     needed fails; a missing model is only a warning (analyze works without one).
+
+    With --repair it repairs instead, one line per change, and exits 0 when the data is clean.
     """
-    from stock_agent.ui.doctor import run_doctor
+    from stock_agent.errors import InvalidInput
+    from stock_agent.ui.doctor import run_doctor, run_repair
 
     app, user_id = get_app(ctx, user)
+    if all_users and not repair:
+        raise InvalidInput("--all-users works with --repair only", fix="add --repair")
+    if repair:
+        ctx.exit(run_repair(app, None if all_users else user_id))
     ctx.exit(run_doctor(app, user_id))
+
+
+# --------------------------------------------------------------------------- watch
+
+
+@cli.command(context_settings=CONTEXT)
+@user_option
+@click.option(
+    "--every",
+    "every",
+    metavar="INTERVAL",
+    default="5m",
+    show_default=True,
+    help="Time between checks while the market is open: 30s, 5m, 1h.",
+)
+@click.option("--once", is_flag=True, help="Check now and exit: 0 no alert, 1 an alert fired.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert (JSON lines).")
+@click.option(
+    "--exec",
+    "exec_command",
+    metavar="CMD",
+    default=None,
+    help="Run CMD per alert with the alert as JSON on stdin (no shell unless CMD names one).",
+)
+@click.option(
+    "--exec-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop an --exec command that runs longer.",
+)
+@click.option("--explain", is_flag=True, help="Add the model's two-sentence reason to each alert.")
+@click.pass_context
+def watch(
+    ctx: click.Context,
+    user: str | None,
+    every: str,
+    once: bool,
+    as_json: bool,
+    exec_command: str | None,
+    exec_timeout: float,
+    explain: bool,
+) -> None:
+    """Watch your symbols and alert on a 1-day drop at or below your thresholds.
+
+    Checks the preferred symbols against alert_threshold and every symbol with its own
+    threshold (`profile set-alert NVDA -3%`). Each crossing fires once per symbol and bar,
+    however many watchers share the store; outside trading hours it sleeps until the next
+    session. With --once it checks now and exits 1 when an alert fired (for cron).
+    """
+    from stock_agent.services.watch import parse_interval
+    from stock_agent.ui.watch import run_watch
+
+    seconds = parse_interval(every)
+    app, user_id = get_app(ctx, user)
+    ctx.exit(
+        run_watch(
+            app,
+            user_id,
+            every=seconds,
+            once=once,
+            as_json=as_json,
+            exec_command=exec_command,
+            exec_timeout=exec_timeout,
+            explain=explain,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- mcp
+
+
+@cli.command("mcp", context_settings=CONTEXT)
+@user_option
+@click.option(
+    "--http",
+    "http",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve streamable HTTP on HOST:PORT (loopback; default: stdio).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow --http on a non-loopback address (the server has no authentication).",
+)
+@click.option(
+    "--allow-profile-writes",
+    is_flag=True,
+    help="Offer the tools that change the profile (default: read only).",
+)
+@click.pass_context
+def mcp_command(
+    ctx: click.Context,
+    user: str | None,
+    http: str | None,
+    allow_remote: bool,
+    allow_profile_writes: bool,
+) -> None:
+    """Serve the market tools to MCP clients (Claude Desktop, IDEs) over stdio or HTTP.
+
+    Quotes, analyses, comparisons, fundamentals, news and the profile, from the same Redis
+    cache as the terminal. The user is --user (else STOCK_AGENT_USER) for the whole run.
+    """
+    from stock_agent.ui.mcp_server import run_mcp
+
+    app, user_id = get_app(ctx, user)
+    ctx.exit(
+        run_mcp(
+            app,
+            user_id,
+            http=http,
+            allow_remote=allow_remote,
+            allow_profile_writes=allow_profile_writes,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- entry point
