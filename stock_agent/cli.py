@@ -227,6 +227,8 @@ def profile_show(ctx: click.Context, user: str | None, as_json: bool) -> None:
         emit_json({"user_id": user_id, **prof.to_dict()})
     else:
         click.echo(format_profile(user_id, prof))
+        if prof.symbol_alerts:
+            click.echo(f"  symbol alerts      {_symbol_alerts(prof)}")
 
 
 @profile.command(
@@ -280,6 +282,38 @@ def profile_remove(ctx: click.Context, symbols: tuple[str, ...], user: str | Non
     app, user_id = get_app(ctx, user)
     prof = app.profiles.remove_symbols(user_id, list(symbols))
     click.echo("preferred symbols: " + (", ".join(prof.preferred_symbols) or "none"))
+
+
+@profile.command("set-alert", context_settings={**CONTEXT, "ignore_unknown_options": True})
+@click.argument("symbol")
+@click.argument("threshold")
+@user_option
+@click.pass_context
+def profile_set_alert(ctx: click.Context, symbol: str, threshold: str, user: str | None) -> None:
+    """Give SYMBOL its own alert THRESHOLD, a 1-day drop: -3% or -0.03.
+
+    It wins over alert_threshold for that symbol, and `watch` watches the symbol.
+    """
+    app, user_id = get_app(ctx, user)
+    prof = app.profiles.set_symbol_alert(user_id, symbol, threshold)
+    click.echo("symbol alerts: " + _symbol_alerts(prof))
+
+
+@profile.command("clear-alert", context_settings=CONTEXT)
+@click.argument("symbol")
+@user_option
+@click.pass_context
+def profile_clear_alert(ctx: click.Context, symbol: str, user: str | None) -> None:
+    """Remove SYMBOL's own alert threshold."""
+    app, user_id = get_app(ctx, user)
+    removed = app.profiles.clear_symbol_alert(user_id, symbol)
+    if not removed:
+        click.echo(f"no alert of its own was set for {symbol.strip().upper()}")
+    click.echo("symbol alerts: " + _symbol_alerts(app.profiles.get(user_id)))
+
+
+def _symbol_alerts(prof: Any) -> str:
+    return ", ".join(f"{a.symbol} {a.threshold * 100:+.2f}%" for a in prof.symbol_alerts) or "none"
 
 
 @profile.command("reset", context_settings=CONTEXT)
@@ -443,32 +477,16 @@ def store_stop(ctx: click.Context) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @user_option
-@click.option(
-    "--repair",
-    is_flag=True,
-    help="Repair your stored data: set damaged keys aside (kept 7 days), drop unreadable "
-    "messages, rebuild the sessions index.",
-)
-@click.option("--all-users", is_flag=True, help="With --repair: every user of this agent.")
 @click.pass_context
-def doctor(ctx: click.Context, user: str | None, repair: bool, all_users: bool) -> None:
+def doctor(ctx: click.Context, user: str | None) -> None:
     """Check the configuration, the store, the model server and the data source.
 
-    The model server is asked for its model list (no tokens are spent). The store check
-    really writes, reads and deletes a short-lived key of yours (so an ACL on the wrong keys
-    fails) and warns when its eviction policy can evict profiles. Exits 1 when something
+    The model server is asked for its model list (no tokens are spent). Exits 1 when something
     needed fails; a missing model is only a warning (analyze works without one).
-
-    With --repair it repairs instead, one line per change, and exits 0 when the data is clean.
     """
-    from stock_agent.errors import InvalidInput
-    from stock_agent.ui.doctor import run_doctor, run_repair
+    from stock_agent.ui.doctor import run_doctor
 
     app, user_id = get_app(ctx, user)
-    if all_users and not repair:
-        raise InvalidInput("--all-users works with --repair only", fix="add --repair")
-    if repair:
-        ctx.exit(run_repair(app, None if all_users else user_id))
     ctx.exit(run_doctor(app, user_id))
 
 
@@ -536,55 +554,6 @@ def watch(
             exec_command=exec_command,
             exec_timeout=exec_timeout,
             explain=explain,
-        )
-    )
-
-
-# --------------------------------------------------------------------------- mcp
-
-
-@cli.command("mcp", context_settings=CONTEXT)
-@user_option
-@click.option(
-    "--http",
-    "http",
-    metavar="HOST:PORT",
-    default=None,
-    help="Serve streamable HTTP on HOST:PORT (loopback; default: stdio).",
-)
-@click.option(
-    "--allow-remote",
-    is_flag=True,
-    help="Allow --http on a non-loopback address (the server has no authentication).",
-)
-@click.option(
-    "--allow-profile-writes",
-    is_flag=True,
-    help="Offer the tools that change the profile (default: read only).",
-)
-@click.pass_context
-def mcp_command(
-    ctx: click.Context,
-    user: str | None,
-    http: str | None,
-    allow_remote: bool,
-    allow_profile_writes: bool,
-) -> None:
-    """Serve the market tools to MCP clients (Claude Desktop, IDEs) over stdio or HTTP.
-
-    Quotes, analyses, comparisons, fundamentals, news and the profile, from the same Redis
-    cache as the terminal. The user is --user (else STOCK_AGENT_USER) for the whole run.
-    """
-    from stock_agent.ui.mcp_server import run_mcp
-
-    app, user_id = get_app(ctx, user)
-    ctx.exit(
-        run_mcp(
-            app,
-            user_id,
-            http=http,
-            allow_remote=allow_remote,
-            allow_profile_writes=allow_profile_writes,
         )
     )
 
