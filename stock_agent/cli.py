@@ -477,16 +477,32 @@ def store_stop(ctx: click.Context) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @user_option
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Repair your stored data: set damaged keys aside (kept 7 days), drop unreadable "
+    "messages, rebuild the sessions index.",
+)
+@click.option("--all-users", is_flag=True, help="With --repair: every user of this agent.")
 @click.pass_context
-def doctor(ctx: click.Context, user: str | None) -> None:
+def doctor(ctx: click.Context, user: str | None, repair: bool, all_users: bool) -> None:
     """Check the configuration, the store, the model server and the data source.
 
-    The model server is asked for its model list (no tokens are spent). Exits 1 when something
+    The model server is asked for its model list (no tokens are spent). The store check
+    really writes, reads and deletes a short-lived key of yours (so an ACL on the wrong keys
+    fails) and warns when its eviction policy can evict profiles. Exits 1 when something
     needed fails; a missing model is only a warning (analyze works without one).
+
+    With --repair it repairs instead, one line per change, and exits 0 when the data is clean.
     """
-    from stock_agent.ui.doctor import run_doctor
+    from stock_agent.errors import InvalidInput
+    from stock_agent.ui.doctor import run_doctor, run_repair
 
     app, user_id = get_app(ctx, user)
+    if all_users and not repair:
+        raise InvalidInput("--all-users works with --repair only", fix="add --repair")
+    if repair:
+        ctx.exit(run_repair(app, None if all_users else user_id))
     ctx.exit(run_doctor(app, user_id))
 
 
