@@ -574,6 +574,55 @@ def watch(
     )
 
 
+# --------------------------------------------------------------------------- mcp
+
+
+@cli.command("mcp", context_settings=CONTEXT)
+@user_option
+@click.option(
+    "--http",
+    "http",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve streamable HTTP on HOST:PORT (loopback; default: stdio).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow --http on a non-loopback address (the server has no authentication).",
+)
+@click.option(
+    "--allow-profile-writes",
+    is_flag=True,
+    help="Offer the tools that change the profile (default: read only).",
+)
+@click.pass_context
+def mcp_command(
+    ctx: click.Context,
+    user: str | None,
+    http: str | None,
+    allow_remote: bool,
+    allow_profile_writes: bool,
+) -> None:
+    """Serve the market tools to MCP clients (Claude Desktop, IDEs) over stdio or HTTP.
+
+    Quotes, analyses, comparisons, fundamentals, news and the profile, from the same Redis
+    cache as the terminal. The user is --user (else STOCK_AGENT_USER) for the whole run.
+    """
+    from stock_agent.ui.mcp_server import run_mcp
+
+    app, user_id = get_app(ctx, user)
+    ctx.exit(
+        run_mcp(
+            app,
+            user_id,
+            http=http,
+            allow_remote=allow_remote,
+            allow_profile_writes=allow_profile_writes,
+        )
+    )
+
+
 # --------------------------------------------------------------------------- entry point
 
 
