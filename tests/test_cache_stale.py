@@ -126,3 +126,12 @@ def test_when_redis_fails_reading_the_copy_the_failure_is_raised(cache, redis_cl
     monkeypatch.setattr(redis_client, "get", down)
     with pytest.raises(RateLimited):
         cache.lookup("quote", ARGS, fails(RateLimited()), "quote", stale_if=is_transient)
+
+
+def test_clearing_counts_results_not_their_kept_copies(cache, redis_client):
+    for symbol in ("AAPL", "MSFT"):
+        args = {**ARGS, "symbol": symbol}
+        cache.lookup("quote", args, lambda: {"price": 1.5}, "quote", stale_if=is_transient)
+    assert cache.entries() == 2
+    assert cache.clear() == 2
+    assert not redis_client.keys("*execution_cache:*")  # the copies are gone too

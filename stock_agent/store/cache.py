@@ -430,7 +430,7 @@ class ExecutionCache:
             return sum(
                 1
                 for key in self._client.scan_iter(match=self._keys.cache_pattern(), count=500)
-                if not (key.decode() if isinstance(key, bytes) else str(key)).endswith(":last")
+                if not _is_last_key(key)
             )
         except self._errors as exc:
             raise self._typed(exc) from exc
@@ -442,21 +442,32 @@ class ExecutionCache:
         return typed or _unavailable(relay(exc, self._client))
 
     def _delete_matching(self, pattern: str) -> int:
+        """Unlink every key matching `pattern`; the number deleted, not counting the last good
+        copies (`{key}:last`, deleted with their results)."""
         deleted = 0
         batch: list[Any] = []
+
+        def unlink() -> int:
+            copies = sum(1 for key in batch if _is_last_key(key))
+            return max(0, int(self._client.unlink(*batch)) - copies)
+
         for key in self._client.scan_iter(match=pattern, count=500):
             batch.append(key)
             if len(batch) >= 500:
-                deleted += int(self._client.unlink(*batch))
+                deleted += unlink()
                 batch.clear()
         if batch:
-            deleted += int(self._client.unlink(*batch))
+            deleted += unlink()
         return deleted
 
 
 def _last_key(key: str) -> str:
     """Where the last good value of `key` is kept (same hash tag: same cluster slot)."""
     return f"{key}:last"
+
+
+def _is_last_key(key: str | bytes) -> bool:
+    return (key.decode() if isinstance(key, bytes) else str(key)).endswith(":last")
 
 
 def _detail(exc: UnknownSymbol) -> str | None:
