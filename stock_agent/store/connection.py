@@ -6,6 +6,7 @@ There is no process-wide registry: `StoreBackend` (store/backend.py) owns the cl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -56,8 +57,32 @@ def resolve_url(settings: Settings) -> str:
     return embedded.ensure_running(settings.home)
 
 
-def unreachable(url: str, exc: BaseException | None = None) -> StoreUnavailable:
+def _embedded_home(url: str) -> Path | None:
+    """The embedded store's data folder when `url` is its socket (`unix://<home>/valkey.sock`)."""
+    from stock_agent.store.embedded import SOCKET_NAME
+
+    parts = urlsplit(url)
+    if parts.scheme != "unix" or parts.query or not parts.path.endswith("/" + SOCKET_NAME):
+        return None
+    return Path(parts.path).parent
+
+
+def unreachable(
+    url: str, exc: BaseException | None = None, *, embedded: bool | None = None
+) -> StoreUnavailable:
+    """The store does not answer. `embedded`: `url` is the embedded store's socket (None: tell
+    from the URL); the fix is then to start it again, not to unset a REDIS_URL that is unset."""
+    from stock_agent.store.embedded import LOG_NAME
+
     detail = f": {exc}" if exc else ""
+    home = _embedded_home(url) if embedded is not False else None
+    if embedded or home is not None:
+        log = f"; its log: {home / LOG_NAME}" if home is not None else ""
+        return StoreUnavailable(
+            f"cannot reach the embedded store at {mask_url(url)}{detail}",
+            fix="its server stopped: the next stock-agent command (e.g. `stock-agent store "
+            f"status`) starts it again{log}",
+        )
     return StoreUnavailable(
         f"cannot reach Redis at {mask_url(url)}{detail}",
         fix="start the server (`docker compose up -d redis`), or unset REDIS_URL to use the embedded store",
@@ -76,7 +101,11 @@ def make_client(url: str, max_connections: int = 32) -> redis.Redis:
         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
         "retry_on_timeout": True,
         "socket_connect_timeout": 5,
-        "socket_timeout": 10,
+        # Bounds how long a turn waits on a store that is in trouble: a server that is down
+        # (connection refused) costs the backoff, about 0.7 s a command; one that is paused or
+        # lost on the network at most 4 attempts x 3 s. Healthy replies take well under 1 ms;
+        # a slower one is retried (retry_on_timeout), which the save script makes safe.
+        "socket_timeout": 3,
         # A connection idle for longer than this is PINGed before its next command: one extra
         # round trip on the first turn after a pause, the price of finding a dead connection
         # before a write rather than by retrying the write.

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from stock_agent.store.backend import StoreBackend
 
 
@@ -31,6 +33,7 @@ class StoreStatus:
     maxmemory: int | None = None  # bytes; 0 = no limit; None = unknown
     used_memory_bytes: int | None = None
     not_permitted: tuple[str, ...] = ()  # commands the Redis user may not run (ACL)
+    journal_pending: int = 0  # answered turns in the local journal, waiting for replay
 
     @property
     def evicts_profiles(self) -> bool:
@@ -135,7 +138,18 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
         maxmemory=maxmemory,
         used_memory_bytes=_int(info.get("used_memory")),
         not_permitted=tuple(denied),
+        journal_pending=journal_pending(settings.home),
     )
+
+
+def journal_pending(home: Path) -> int:
+    """Answered turns waiting in the journal under `home` (0 when it cannot be read)."""
+    from stock_agent.store.journal import TurnJournal
+
+    try:
+        return TurnJournal.in_home(home).count()
+    except OSError:
+        return 0
 
 
 def _int(value: Any) -> int | None:
