@@ -295,7 +295,7 @@ def test_analyze_text_report(cli_env: dict[str, str], columns: str) -> None:
     out = ok(result)
     lines = [line.rstrip() for line in out.splitlines()]
     assert lines[0] == "Summary"
-    assert lines[1].split()[:4] == ["Symbol", "Price", "1d", "5d"]
+    assert lines[1].split()[:5] == ["Symbol", "Price", "Last", "3", "months"]
     assert max(len(line) for line in out.splitlines()) <= int(columns)
     for a in report:
         assert f"{a['symbol']}  {a['price']:,.2f}  as of {a['as_of']}" in out
