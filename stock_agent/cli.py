@@ -185,7 +185,6 @@ def analyze(
     the computed report is printed as tables. --chart and --html write pictures as well.
     """
     from stock_agent.ui.analyze import run_analyze
-
     from stock_agent.ui.progress import stop_fetches_on_ctrl_c
 
     app, user_id = get_app(ctx, user)

@@ -338,9 +338,7 @@ class MarketService:
         changes: dict[str, Any] = {"stale": True}
         fetched_at = getattr(value, "fetched_at", None)
         if fetched_at is None and found.stored_at is not None:
-            fetched_at = datetime.fromtimestamp(found.stored_at, UTC).isoformat(
-                timespec="seconds"
-            )
+            fetched_at = datetime.fromtimestamp(found.stored_at, UTC).isoformat(timespec="seconds")
             changes["fetched_at"] = fetched_at
         if isinstance(value, Analysis):
             from stock_agent.core.calendar import stale_note
