@@ -143,3 +143,48 @@ def test_a_terminal_shows_the_spinner_and_one_ctrl_c_stops(cli_env, tmp_path):
         child.close(force=True)
         listener.close()
     assert child.exitstatus == 130
+
+
+def test_in_a_chat_turn_one_ctrl_c_stops_the_tools_fetch(settings, redis_client):
+    """The chat's hook: a turn run inside `stop_fetches_on_ctrl_c()`. LangGraph runs the tool
+    in its own worker thread; the interrupt reaches it there, so the turn ends at once."""
+    from dataclasses import replace
+
+    from stock_agent.app import App
+    from tests.openai_server import ScriptedOpenAI, text, tool_call
+
+    provider = Hanging()
+    with ScriptedOpenAI(api_key="test-key") as server:
+        app = App(
+            replace(
+                settings,
+                openai_api_key="test-key",
+                openai_base_url=server.base_url,
+                model="test-model",
+            ),
+            provider=provider,
+        )
+        server.queue(tool_call("analyze_stocks", {"symbols": ["AAPL", "MSFT"]}), text("never"))
+        timer = None
+        try:
+            with pytest.raises(KeyboardInterrupt), stop_fetches_on_ctrl_c():
+
+                def ctrl_c() -> None:
+                    for _ in range(2):
+                        assert provider.in_flight.acquire(timeout=60)
+                    os.kill(os.getpid(), signal.SIGINT)
+
+                timer = threading.Thread(target=ctrl_c)
+                timer.start()
+                app.agent().ask("How are AAPL and MSFT?", user_id="alice", session_id="c1")
+        finally:
+            provider.release.set()
+            if timer is not None:
+                timer.join(60)
+            resume_fetches()
+            app.close()
+    assert set(provider.started) == {"AAPL", "MSFT"}
+    waiting = [t for t in threading.enumerate() if t.name.startswith("analysis")]
+    for thread in waiting:  # LangGraph does not wait for its tool thread; it ends by itself
+        thread.join(60)
+    assert not [t for t in waiting if t.is_alive()]
