@@ -37,6 +37,11 @@ BENCHMARKS = (
     ("startup", "bench.startup", "start-up of whole processes"),
     ("tokens", "bench.tokens", "what a narrated analysis sends to the model"),
     ("throughput", "bench.throughput", "chat turns per second, concurrent sessions"),
+    (
+        "interactive",
+        "bench.interactive",
+        "what a person waits for: chat prompt, exit, cached analyze",
+    ),
     ("requests", "bench.requests", "Yahoo requests per analyze, cold and warm"),
 )
 

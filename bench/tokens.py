@@ -1,6 +1,6 @@
 """5. What a one-shot narrated analysis sends to the model.
 
-The app's own path (`App.agent(only_tools=NARRATION_TOOLS).run_once(...)`, as
+The app's own path (`App.agent(only_tools=narration_tools(symbols)).run_once(...)`, as
 `stock-agent analyze` does with a model configured) runs against the ScriptedOpenAI server
 (tests/openai_server.py) over loopback, with offline market data (examples/market) and a profile
 with a watchlist, an alert threshold and a portfolio size. The model is scripted:
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from bench.common import MARKET_DATA, Context, Result, Row
@@ -24,6 +25,9 @@ from bench.sides import USER
 GROUP = "5. tokens of a narrated analysis"
 FIVE = ["AAPL", "MSFT", "GOOGL", "NVDA", "TSLA"]
 BUDGET = 1500
+CHAT_FIXED_TARGET = 3500  # issue 11: the fixed part of a chat request
+NARRATED_TARGETS = {"1 symbol": 5000}  # issue 11: a narrated one-symbol analyze, all requests
+_DATA_HEADER = re.compile(r'^<data source="([^"]+)">$')
 
 
 def tokens(chars: int) -> int:
@@ -69,7 +73,7 @@ def run(ctx: Context) -> Result:
     from stock_agent.agent.prompts import analyze_request
     from stock_agent.app import App
     from stock_agent.config import Settings
-    from stock_agent.ui.analyze import NARRATION_TOOLS
+    from stock_agent.ui.analyze import narration_tools
     from tests.openai_server import ScriptedOpenAI, text, tool_call
 
     narration = "AAPL: price 196.4, up 2.1% this week; trend up, RSI 61; no alert. " * 12
@@ -104,7 +108,7 @@ def run(ctx: Context) -> Result:
             for name, (symbols, script) in cases.items():
                 start = len(server.requests)
                 server.queue(*script)
-                agent = app.agent(only_tools=NARRATION_TOOLS)
+                agent = app.agent(only_tools=narration_tools(symbols))
                 agent.run_once(
                     analyze_request(symbols), profile=app.profiles.get(USER), user_id=USER
                 )
@@ -115,6 +119,11 @@ def run(ctx: Context) -> Result:
                 if server.unused:
                     raise RuntimeError(f"{name}: {server.unused} scripted replies were not used")
                 measured[name] = [breakdown(body) for body in server.requests[start:]]
+            # A chat request before any history: what every turn of `stock-agent chat` sends.
+            start = len(server.requests)
+            server.queue(text("ok"))
+            app.agent().ask("hi", user_id=USER, session_id="tokens-chat")
+            chat_request = breakdown(server.requests[start])
         finally:
             app.close()
 
@@ -126,6 +135,7 @@ def run(ctx: Context) -> Result:
         convert_to_openai_tool(t)
         for t in build_tools(ToolDeps(None, None, None))  # type: ignore[arg-type]
     ]
+    all_schema_chars = len(json.dumps(chat_schemas, separators=(",", ":")))
     result = Result("tokens")
     raw = {symbol: raw_frame_chars(symbol) for symbol in FIVE}
     for name, requests in measured.items():
@@ -136,7 +146,12 @@ def run(ctx: Context) -> Result:
                     note=f"~{tokens(request['total_chars']):,} tokens")
             )  # fmt: skip
         total = sum(r["total_chars"] for r in requests)
-        result.rows.append(Row(GROUP, f"{name}, all {len(requests)} requests", "chars", total))
+        goal = NARRATED_TARGETS.get(name)
+        result.rows.append(
+            Row(GROUP, f"{name}, all {len(requests)} requests", "chars", total,
+                target=None if goal is None else f"<= {goal:,}",
+                met=None if goal is None else total <= goal)
+        )  # fmt: skip
         result.rows.append(
             Row(GROUP, f"{name}, all {len(requests)} requests, est. tokens (chars/4)", "tokens",
                 tokens(total))
@@ -149,7 +164,18 @@ def run(ctx: Context) -> Result:
     result.rows.append(Row(GROUP, "of each request: system prompt", "chars", first["system_chars"]))
     result.rows.append(
         Row(GROUP, f"a chat request's tool schemas (all {len(chat_schemas)} tools)", "chars",
-            len(json.dumps(chat_schemas, separators=(",", ":"))))
+            all_schema_chars)
+    )  # fmt: skip
+    offline_fixed = chat_request["system_chars"] + chat_request["tool_schema_chars"]
+    result.rows.append(
+        Row(GROUP, f"fixed part of a chat request, offline ({chat_request['tools']} tools)",
+            "chars", offline_fixed, target=f"<= {CHAT_FIXED_TARGET:,}",
+            met=offline_fixed <= CHAT_FIXED_TARGET, note="system prompt + tool schemas")
+    )  # fmt: skip
+    live_fixed = chat_request["system_chars"] + all_schema_chars
+    result.rows.append(
+        Row(GROUP, f"fixed part of a chat request, Yahoo ({len(chat_schemas)} tools)", "chars",
+            live_fixed, target=f"<= {CHAT_FIXED_TARGET:,}", met=live_fixed <= CHAT_FIXED_TARGET)
     )  # fmt: skip
 
     per_symbol = _per_symbol_results(measured)
@@ -185,8 +211,14 @@ def _per_symbol_results(measured: dict[str, list[dict[str, Any]]]) -> dict[str, 
         results = requests[-1]["tool_results"]  # the last request carries every result
         for content in results:
             lines = content.splitlines()
+            header = _DATA_HEADER.match(lines[0]) if lines else None
+            if header:  # the result as the model gets it: inside <data> delimiters
+                lines = lines[1:-1]
             tool = (
-                "compare_stocks" if lines and lines[0].startswith("ranked by") else "analyze_stocks"
+                "compare_stocks"
+                if (header and header.group(1) == "compare_stocks")
+                or (lines and lines[0].startswith("ranked by"))
+                else "analyze_stocks"
             )
             for line in lines:
                 try:

@@ -14,7 +14,8 @@ MCP server, watch mode) goes through an App; none of them holds a raw Redis clie
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -32,19 +33,33 @@ if TYPE_CHECKING:
     from stock_agent.services.profiles import ProfileService
     from stock_agent.store.backend import StoreBackend
     from stock_agent.store.cache import ExecutionCache
+    from stock_agent.store.journal import ReplayResult, TurnJournal
     from stock_agent.store.profile import ProfileStore
     from stock_agent.store.repair import RepairReport, UserCheck
     from stock_agent.store.sessions import SessionStore
     from stock_agent.store.status import StoreStatus
+    from stock_agent.store.turns import TurnSaver
+
+log = logging.getLogger("stock_agent")
 
 
 class App:
     """One configured stock-agent: settings in, services out. A context manager: leaving it
     closes the store connection. Safe to share between threads."""
 
-    def __init__(self, settings: Settings, *, provider: MarketDataProvider | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        provider: MarketDataProvider | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._provider = provider
+        # One-line notices about the user's data (journal replayed, answers journaled at close):
+        # the CLI prints them on stderr; by default they are logged as warnings.
+        self.notify: Callable[[str], None] = log.warning if notify is None else notify
+        self._replayed = False
         self._agents: dict[tuple[str, ...] | None, ChatAgent] = {}
 
     @classmethod
@@ -65,9 +80,26 @@ class App:
         self.close()
 
     def close(self) -> None:
-        """Close the store connection (the app can be used again: it reconnects on demand)."""
+        """Journal answered turns Redis did not take (after one more try), then close the store
+        connection (the app can be used again: it reconnects on demand)."""
+        if "turns" in self.__dict__:
+            self._journal_unsaved()
         if "backend" in self.__dict__:
             self.backend.close()
+
+    def _journal_unsaved(self) -> None:
+        from stock_agent.errors import StockAgentError
+        from stock_agent.store.turns import TurnsJournaled
+
+        turns = self.turns
+        try:
+            journaled = turns.finish()
+        except StockAgentError as exc:  # the disk refused too: say so, loudly
+            self.notify(f"{exc.one_line()}; {turns.kept} answered turns are lost")
+            return
+        if journaled:
+            reason = turns.last_failure.summary if turns.last_failure else None
+            self.notify(str(TurnsJournaled(journaled, self.journal.path, reason)))
 
     # -- the store -------------------------------------------------------------------------
 
@@ -83,20 +115,76 @@ class App:
 
     @cached_property
     def sessions(self) -> SessionStore:
+        """The sessions. The first use also replays the journal of unsaved turns (nothing to
+        do: one stat of the file), so a command sees the turns an earlier one could not save."""
         from stock_agent.store.sessions import SessionStore
 
-        return SessionStore(
+        store = SessionStore(
             self.backend.client,
             self.keys,
             ttl=self.settings.session_ttl,
             window=self.settings.history_window,
         )
+        self.__dict__["sessions"] = store  # the replay below saves through it
+        self._replay_at_start()
+        return store
+
+    @cached_property
+    def journal(self) -> TurnJournal:
+        """The local journal of answered turns Redis did not take (under STOCK_AGENT_HOME)."""
+        from stock_agent.store.journal import TurnJournal
+
+        return TurnJournal.in_home(self.settings.home)
+
+    @cached_property
+    def turns(self) -> TurnSaver:
+        """Saves answered turns; keeps, retries and journals the ones Redis refuses."""
+        from langchain_core.messages import message_to_dict, messages_from_dict
+
+        from stock_agent.store.turns import TurnSaver
+
+        return TurnSaver(
+            self.sessions,
+            self.journal,
+            agent_id=self.settings.agent_id,
+            encode=message_to_dict,
+            decode=messages_from_dict,
+            where=self.backend.display_url,
+            embedded=self.settings.embedded,
+        )
+
+    def _replay_at_start(self) -> None:
+        # Once per App, when a command first touches memory; `store status`, `store stop` and
+        # `doctor` never get here, so a replay that cannot run never stands in their way.
+        if not self._replayed:
+            self._replayed = True
+            self.replay_journal()
+
+    def replay_journal(self) -> ReplayResult | None:
+        """Save the turns earlier processes left in the journal, in order, each once. Never
+        raises and never waits long (another process's replay: 0.5 s; a store that is down:
+        its usual retries, once); what it did is one `notify` line. None: no journal."""
+        if not self.journal.path.exists():
+            return None
+        try:
+            result = self.turns.replay()
+            line = self.turns.describe_replay(result)
+        except Exception as exc:  # a replay must never fail the command that runs it
+            log.debug("journal replay failed", exc_info=True)
+            self.notify(f"journal: not replayed ({type(exc).__name__}: {exc})")
+            return None
+        if line:
+            self.notify(line)
+        return result
 
     @cached_property
     def profiles(self) -> ProfileStore:
+        """The profiles (the first use replays the journal, as `sessions` does)."""
         from stock_agent.store.profile import ProfileStore
 
-        return ProfileStore(self.backend.client, self.keys)
+        store = ProfileStore(self.backend.client, self.keys)
+        self._replay_at_start()
+        return store
 
     @cached_property
     def cache(self) -> ExecutionCache:
@@ -202,11 +290,16 @@ class App:
         from stock_agent.agent.tools import ToolDeps, build_tools
 
         model = build_model(self.settings)
-        tools = build_tools(ToolDeps(self.market, self.analysis, self.profile_service))
+        # only the tools the data source can answer: no schema sent for a tool that can only fail
+        tools = build_tools(
+            ToolDeps(self.market, self.analysis, self.profile_service), self.provider.capabilities
+        )
         if only_tools is not None:
             tools = [t for t in tools if t.name in only_tools]
 
         def explain(exc: BaseException) -> Any:
             return explain_model_error(exc, self.settings)
 
-        return ChatAgent(build_graph(model, tools), self.sessions, explain_error=explain)
+        return ChatAgent(
+            build_graph(model, tools), self.sessions, explain_error=explain, saver=self.turns
+        )

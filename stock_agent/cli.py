@@ -49,7 +49,7 @@ def get_app(ctx: click.Context, user: str | None = None) -> tuple[App, str]:
         settings = load_settings(run.get("env")).with_overrides(
             data_dir=opts.get("data_dir"), timeout=opts.get("timeout")
         )
-        app = run["app"] = App(settings)
+        app = run["app"] = App(settings, notify=_notice)
     chosen = user if user is not None else opts.get("user")
     user_id = validate_id(chosen if chosen is not None else app.settings.user_id, "user id")
     return app, user_id
@@ -125,17 +125,36 @@ def cli(
 @click.option(
     "--new", "new", is_flag=True, help="Start a new session instead of resuming the latest."
 )
+@click.option(
+    "--allow-profile-writes",
+    is_flag=True,
+    help="On a pipe, save profile changes the agent proposes (in a terminal it asks each time).",
+)
 @click.pass_context
-def chat(ctx: click.Context, user: str | None, session_id: str | None, new: bool) -> None:
+def chat(
+    ctx: click.Context,
+    user: str | None,
+    session_id: str | None,
+    new: bool,
+    allow_profile_writes: bool,
+) -> None:
     """Chat with the agent in the terminal.
 
     Without --session it resumes your latest live session. Type /help for the slash commands.
-    When standard input is not a terminal, each line is one message and answers are plain text.
+    When the agent proposes a profile change, you are asked to confirm it. When standard input
+    is not a terminal, each line is one message, answers are plain text, and profile changes
+    are refused unless --allow-profile-writes.
     """
     from stock_agent.ui.chat import run_chat
 
     app, user_id = get_app(ctx, user)
-    run_chat(app, user_id, session_id=session_id, new=new)
+    run_chat(
+        app,
+        user_id,
+        session_id=session_id,
+        new=new,
+        allow_profile_writes=allow_profile_writes,
+    )
 
 
 # --------------------------------------------------------------------------- analyze
@@ -632,15 +651,39 @@ def _debug_requested(argv: list[str], env: Mapping[str, str]) -> bool:
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Entry point and the one error boundary: one line per error, no tracebacks unless
     --debug, Ctrl-C exits 130. `env` replaces the process environment (and `.env`) for this
-    run, so tests call `main([...], env={...})` in-process. Returns the exit status (the
-    console script exits with it)."""
+    run, so tests call `main([...], env={...})` in-process. Returns the exit status; as the
+    console script (`argv` None) it leaves at once instead (see `exit_now`)."""
     args = list(sys.argv[1:] if argv is None else argv)
     run: dict[str, Any] = {"env": env}
     code = _run(args, run, debug=_debug_requested(args, os.environ if env is None else env))
     app = run.get("app")
     if app is not None:
-        app.close()
+        try:
+            app.close()  # saves what must be saved (e.g. unsaved turns to the journal)
+        except Exception as exc:  # never a traceback on the way out
+            code = code or _fail(f"error: while closing: {type(exc).__name__}: {exc}", 1)
+    if argv is None:
+        exit_now(code)
     return code
+
+
+def exit_now(code: int) -> None:
+    """Leave at once: flush what was printed and any LangChain tracers, then end the process
+    without the interpreter's teardown (with the model stack loaded, collecting every module's
+    objects takes 0.5-1.5 s after the user has already been answered)."""
+    if "langchain_core.tracers.langchain" in sys.modules:  # a LangSmith tracer ran: flush it
+        try:
+            from langchain_core.tracers.langchain import wait_for_all_tracers
+
+            wait_for_all_tracers()
+        except Exception:  # tracing is optional; leaving is not
+            pass
+    import contextlib
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 def _run(args: list[str], run: dict[str, Any], *, debug: bool) -> int:
@@ -682,8 +725,18 @@ def _run(args: list[str], run: dict[str, Any], *, debug: bool) -> int:
     return result if isinstance(result, int) else ExitStatus.OK
 
 
+def _notice(line: str) -> None:
+    """A one-line notice from the app (e.g. the journal replayed): standard error, sanitized."""
+    from stock_agent.sanitize import strip_control_line
+
+    click.echo(strip_control_line(line), err=True)
+
+
 def _fail(message: str, code: int) -> int:
-    click.echo(message, err=True)
+    # An error can quote data (a file's cell, a server's reply): one line, no control sequences.
+    from stock_agent.sanitize import strip_control_line
+
+    click.echo(strip_control_line(message), err=True)
     return int(code)
 
 
@@ -696,5 +749,5 @@ def _translate(exc: BaseException, app: App | None) -> StockAgentError | None:
             from stock_agent.store.connection import unreachable
 
             where = app.backend.display_url if app is not None else "the configured store"
-            return unreachable(where)
+            return unreachable(where, embedded=app.settings.embedded if app is not None else None)
     return None

@@ -15,6 +15,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "REDACTED",
     "scrub_secrets",
+    "split_incomplete",
     "strip_control",
     "strip_control_line",
     "wrap_data",
@@ -54,6 +55,40 @@ def strip_control(text: str) -> str:
     text = _CR.sub("\n", text)
     text = _SEQUENCE.sub("", text)
     return _CONTROL.sub("", text)
+
+
+# A sequence that is complete (its terminator or final byte has arrived), anchored at its opener.
+_COMPLETE = re.compile(
+    r"""
+      (?:\x1b\]|\x9d) [^\x07\x1b\x9c]* (?:\x07|\x1b\\|\x9c)
+    | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f]) [^\x07\x1b\x9c]* (?:\x07|\x1b\\|\x9c)
+    | (?:\x1b\[|\x9b) [\x30-\x3f]* [\x20-\x2f]* [\x40-\x7e]
+    | \x1b [\x20-\x2f]* [\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e]   # not the openers [ ] P X ^ _
+    """,
+    re.VERBOSE,
+)
+_OPENERS = "\x1b\x90\x98\x9b\x9d\x9e\x9f"
+_MAX_HELD = 256
+
+
+def split_incomplete(text: str) -> tuple[str, str]:
+    """`(ready, held)`: for text that arrives in pieces (a model's tokens), the part that can be
+    cleaned and shown now, and a trailing control sequence that has not finished arriving (it is
+    held, at most a few hundred characters, so a sequence split across tokens is removed whole
+    instead of leaving its payload on screen)."""
+    i = 0
+    while True:
+        found = [p for p in (text.find(ch, i) for ch in _OPENERS) if p >= 0]
+        if not found:
+            return text, ""
+        start = min(found)
+        complete = _COMPLETE.match(text, start)
+        if complete:
+            i = complete.end()
+        elif len(text) - start > _MAX_HELD:
+            i = start + 1  # too long to be one still arriving: let strip_control have it
+        else:
+            return text[:start], text[start:]
 
 
 def strip_control_line(text: str) -> str:

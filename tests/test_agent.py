@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from stock_agent.agent.context import always_confirm
 from stock_agent.app import App
 from stock_agent.errors import ModelUnavailable
 from tests.openai_server import ScriptedOpenAI, text, tool_call
@@ -76,7 +77,12 @@ def test_new_session_system_prompt_carries_saved_preferences(app, server):
         text("Hello again."),
     )
     agent = app.agent()
-    agent.ask("Follow NVDA and MSFT, alert me at -4%", user_id="alice", session_id="first")
+    agent.ask(
+        "Follow NVDA and MSFT, alert me at -4%",
+        user_id="alice",
+        session_id="first",
+        confirm=always_confirm,
+    )
     profile = app.profiles.get("alice")
     assert profile.preferred_symbols == ["NVDA", "MSFT"]
     assert profile.alert_threshold == pytest.approx(-0.04)
@@ -174,8 +180,8 @@ def test_one_agent_serves_two_users_interleaved(app, server, redis_client):
         text("alice again"),
         text("bob again"),
     )
-    agent.ask("follow AAPL", user_id="alice", session_id="a1")
-    agent.ask("follow TSLA", user_id="bob", session_id="b1")
+    agent.ask("follow AAPL", user_id="alice", session_id="a1", confirm=always_confirm)
+    agent.ask("follow TSLA", user_id="bob", session_id="b1", confirm=always_confirm)
     agent.ask("hello", user_id="alice", session_id="a1")
     agent.ask("hello", user_id="bob", session_id="b1")
 

@@ -171,7 +171,10 @@ def test_analyze_shows_a_sparkline_of_three_months_beside_each_symbol(
         assert sparkline(closes, SUMMARY_SPARK_WIDTH) in row
         assert f"{closes[-1]:,.2f}" in row
         # the panel: the sparkline at its own width, and the change over the three months
-        assert f"3 months {sparkline(closes, panel_width(110))} {closes[-1] / closes[0] - 1:+.1%}" in out
+        assert (
+            f"3 months {sparkline(closes, panel_width(110))} {closes[-1] / closes[0] - 1:+.1%}"
+            in out
+        )
 
 
 def test_a_narrow_terminal_names_the_columns_left_out(cli_env: dict[str, str]) -> None:

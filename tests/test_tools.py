@@ -10,7 +10,7 @@ from langchain_core.tools import BaseTool
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from stock_agent.agent import tools as tools_module
-from stock_agent.agent.context import AgentContext, agent_context
+from stock_agent.agent.context import AgentContext, agent_context, always_confirm
 from stock_agent.agent.tools import ToolDeps, build_tools
 from stock_agent.core.models import Fundamentals, NewsItem
 from stock_agent.providers.base import ALL_CAPABILITIES
@@ -54,9 +54,23 @@ class AsUser:
         self.name = tool.name
         self.args_schema = tool.args_schema
 
-    def invoke(self, payload: Any) -> Any:
-        with agent_context(AgentContext(user_id=self.user_id)):
-            return self.tool.invoke(payload)
+    def invoke(self, payload: Any, *, confirm: Any = always_confirm) -> Any:
+        with agent_context(AgentContext(user_id=self.user_id, confirm=confirm)):
+            return unwrap(self.tool.invoke(payload))
+
+
+def unwrap(result: Any) -> Any:
+    """A tool result without its <data> delimiters (checking they are there)."""
+    if hasattr(result, "content"):
+        result.content = unwrap(result.content)
+        return result
+    if result.startswith("error: invalid arguments"):
+        return result  # the model's own arguments, refused before the tool ran: not data
+    head, _, rest = result.partition("\n")
+    assert head.startswith('<data source="') and head.endswith('">'), result
+    body, _, tail = rest.rpartition("\n")
+    assert tail == "</data>", result
+    return body
 
 
 def tools_for(ctx: Ctx) -> dict[str, Any]:
@@ -84,10 +98,8 @@ def test_the_tool_set():
     assert [cls.model_fields["name"].default for cls in tools_module.TOOL_CLASSES] == [
         "get_quote",
         "analyze_stocks",
-        "get_fundamentals",
-        "get_news",
+        "get_company",
         "compare_stocks",
-        "get_profile",
         "update_profile",
         "check_watchlist",
     ]
@@ -196,13 +208,53 @@ def test_compare_stocks_needs_two_symbols(tools):
     )
 
 
-def test_offline_fundamentals_and_news_are_errors_not_exceptions(tools):
-    assert call(tools["get_fundamentals"], symbol="AAPL") == (
+def test_offline_company_facts_and_news_are_errors_not_exceptions(tools):
+    assert call(tools["get_company"], symbol="AAPL") == (
         "error: fundamentals are not available offline (unset STOCK_AGENT_DATA_DIR to use Yahoo Finance)"
     )
-    assert call(tools["get_news"], symbol="AAPL", limit=3).startswith(
-        "error: news is not available offline"
-    )
+    facts, news = call(tools["get_company"], symbol="AAPL", headlines=3).splitlines()
+    assert facts.startswith("error: fundamentals are not available offline")
+    assert news.startswith("error: news is not available offline")
+
+
+def test_only_tools_the_data_source_can_answer_are_offered(ctx):
+    offline = [t.name for t in build_tools(ctx.deps, CsvProvider.capabilities)]
+    assert "get_company" not in offline and "analyze_stocks" in offline
+    assert [t.name for t in build_tools(ctx.deps, ALL_CAPABILITIES)] == [
+        t.name for t in build_tools(ctx.deps)
+    ]
+
+
+# Each argument's description says what unit or form its value has.
+UNITS = {
+    ("get_quote", "symbol"): "Ticker",
+    ("analyze_stocks", "symbols"): "tickers",
+    ("get_company", "symbol"): "Ticker",
+    ("get_company", "headlines"): "headlines",
+    ("compare_stocks", "symbols"): "tickers",
+    ("compare_stocks", "rank_by"): "first",
+    ("update_profile", "add_symbols"): "Tickers",
+    ("update_profile", "remove_symbols"): "Tickers",
+    ("update_profile", "alert_threshold"): "%",
+    ("update_profile", "portfolio_size"): "currency",
+    ("update_profile", "notes"): "note",
+    ("update_profile", "clear"): "Fields",
+}
+
+
+def test_each_tool_description_names_its_arguments_units(ctx):
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    seen = set()
+    for tool in build_tools(ctx.deps):
+        spec = convert_to_openai_tool(tool)["function"]
+        for name, prop in spec["parameters"].get("properties", {}).items():
+            assert UNITS[(tool.name, name)] in prop["description"], (tool.name, name)
+            seen.add((tool.name, name))
+        # results in percent say so in the tool's description
+        if tool.name in ("get_quote", "analyze_stocks", "compare_stocks", "check_watchlist"):
+            assert "percent" in spec["description"], tool.name
+    assert seen == set(UNITS)
 
 
 def test_fundamentals_and_news_are_compact(redis_client, settings):
@@ -235,20 +287,19 @@ def test_fundamentals_and_news_are_compact(redis_client, settings):
     ctx = make_context(redis_client, settings, provider=Live(MARKET_DATA))
     tools = tools_for(ctx)
 
-    facts = json.loads(call(tools["get_fundamentals"], symbol="AAPL"))
+    facts = json.loads(call(tools["get_company"], symbol="AAPL"))
     assert facts["market_cap"] == "3.10T"
     assert facts["trailing_pe"] == 31.23
     assert facts["dividend_yield_pct"] == 0.44 and facts["profit_margin_pct"] == 24.31
     assert "beta" not in facts and len(facts["industry"]) <= 300
 
-    text = call(tools["get_news"], symbol="AAPL", limit=10)
+    text = call(tools["get_company"], symbol="AAPL", headlines=10).splitlines()[1]
     assert len(text) <= LIMIT
     news = json.loads(text)
     assert news["news"][0]["publisher"] == "Wire" and "link" not in news["news"][0]
     assert 1 < len(news["news"]) < 10 and news["more_not_shown"]
-    assert json.loads(call(tools["get_news"], symbol="AAPL", limit=2))["news"][1][
-        "title"
-    ].startswith("Headline 1")
+    two = call(tools["get_company"], symbol="AAPL", headlines=2).splitlines()[1]
+    assert json.loads(two)["news"][1]["title"].startswith("Headline 1")
 
 
 def test_a_bug_in_a_tool_comes_back_as_text(redis_client, settings):
@@ -263,8 +314,6 @@ def test_a_bug_in_a_tool_comes_back_as_text(redis_client, settings):
 
 
 def test_profile_tools(tools, ctx):
-    assert call(tools["get_profile"]) == "profile is empty"
-
     saved = call(
         tools["update_profile"],
         add_symbols=["aapl", "TSLA"],
@@ -279,12 +328,48 @@ def test_profile_tools(tools, ctx):
         "notes": "long term, no leverage",
     }
     assert saved == "saved: " + json.dumps(expected, separators=(",", ":"))
-    assert json.loads(call(tools["get_profile"])) == expected
 
     call(tools["update_profile"], remove_symbols=["TSLA"], clear=["notes"], alert_threshold=-0.03)
     profile = ctx.profiles.get("alice")
     assert profile.preferred_symbols == ["AAPL"]
     assert profile.notes is None and profile.alert_threshold == -0.03
+
+
+def test_update_profile_needs_the_users_yes(tools, ctx, redis_client):
+    key = ctx.profiles.keys.profile("alice")
+    asked = []
+
+    def decline(change):
+        asked.append(change.describe())
+        return False
+
+    declined = tools["update_profile"].invoke(
+        {
+            "type": "tool_call",
+            "id": "c1",
+            "name": "update_profile",
+            "args": {"add_symbols": ["aapl"], "notes": "x"},
+        },
+        confirm=decline,
+    )
+    assert declined.content == "not saved: the user declined this change"
+    assert asked == [["add to watchlist: AAPL", "notes: x"]]  # validated before asking
+    refused = tools["update_profile"].invoke(
+        {"type": "tool_call", "id": "c2", "name": "update_profile", "args": {"notes": "x"}},
+        confirm=None,
+    )
+    assert refused.content.startswith("not saved: profile changes need the user's confirmation")
+    bad = tools["update_profile"].invoke(
+        {
+            "type": "tool_call",
+            "id": "c3",
+            "name": "update_profile",
+            "args": {"portfolio_size": "-3"},
+        },
+        confirm=lambda change: asked.append("asked") or True,
+    )
+    assert bad.content.startswith("error: ") and asked[-1] != "asked"  # never asked
+    assert redis_client.exists(key) == 0
 
 
 def test_update_profile_bad_input_changes_nothing(tools, ctx, redis_client):
@@ -320,7 +405,8 @@ def test_update_profile_cannot_write_an_arbitrary_field(tools, ctx, redis_client
         "notes",
         "clear",
     }
-    assert schema.get("additionalProperties") is False
+    # not in the schema sent (it costs every request) but enforced: see the refusals above
+    assert tools["update_profile"].args_schema.model_config["extra"] == "forbid"
 
 
 def test_check_watchlist(tools, ctx):
@@ -351,7 +437,7 @@ def test_tools_still_answer_when_redis_is_down(settings):
         result = json.loads(call(tools["analyze_stocks"], symbols=["AAPL"]))
         assert result["symbol"] == "AAPL"
         assert any("profile unavailable" in note for note in result["notes"])
-        assert call(tools["get_profile"]).startswith("error: ")
+        assert call(tools["update_profile"], notes="x").startswith("error: ")
     finally:
         client.close()
 
@@ -392,24 +478,14 @@ class TestAnalyzeStocksStandard(_OfflineTool, ToolsUnitTests):
     example = {"symbols": ["AAPL", "MSFT"]}
 
 
-class TestGetFundamentalsStandard(_OfflineTool, ToolsUnitTests):
-    tool_class = tools_module.GetFundamentalsTool
-    example = {"symbol": "AAPL"}
-
-
-class TestGetNewsStandard(_OfflineTool, ToolsUnitTests):
-    tool_class = tools_module.GetNewsTool
-    example = {"symbol": "AAPL", "limit": 3}
+class TestGetCompanyStandard(_OfflineTool, ToolsUnitTests):
+    tool_class = tools_module.GetCompanyTool
+    example = {"symbol": "AAPL", "headlines": 3}
 
 
 class TestCompareStocksStandard(_OfflineTool, ToolsUnitTests):
     tool_class = tools_module.CompareStocksTool
     example = {"symbols": ["AAPL", "MSFT"], "rank_by": "volatility"}
-
-
-class TestGetProfileStandard(_OfflineTool, ToolsUnitTests):
-    tool_class = tools_module.GetProfileTool
-    example: dict[str, Any] = {}
 
 
 class TestUpdateProfileStandard(_OfflineTool, ToolsUnitTests):

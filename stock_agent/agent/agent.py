@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableConfig, RunnableLambda
 
-from stock_agent.agent.context import AgentContext
+from stock_agent.agent.context import AgentContext, ConfirmChange
 from stock_agent.agent.prompts import system_prompt
 from stock_agent.core.models import Profile
 from stock_agent.errors import StockAgentError
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from stock_agent.services.market import Listener
     from stock_agent.store.history import SessionHistory
     from stock_agent.store.sessions import SessionStore
+    from stock_agent.store.turns import TurnSaver
 
 # Model calls plus tool calls in one turn; a loop past this is cut off.
 RECURSION_LIMIT = 24
@@ -80,9 +81,12 @@ class ChatAgent:
         *,
         today: Callable[[], dt.date] = dt.date.today,
         explain_error: Callable[[BaseException], StockAgentError | None] | None = None,
+        saver: TurnSaver | None = None,
     ) -> None:
         self.graph = graph
         self.sessions = sessions
+        # Saves each turn; keeps (and reports) one whose save fails. None: save directly.
+        self.saver = saver
         self.today = today
         self.explain_error = explain_error
         from langchain_core.runnables.history import RunnableWithMessageHistory
@@ -133,15 +137,23 @@ class ChatAgent:
         session_id: str,
         callbacks: list[BaseCallbackHandler] | None = None,
         on_fetch: Listener | None = None,
+        confirm: ConfirmChange | None = None,
     ) -> str:
         """One remembered turn for `user_id`: the model sees the session's window and the
-        user's profile; the turn is saved once the answer is complete."""
+        user's profile; the turn is saved once the answer is complete. A profile change the
+        model proposes is saved only when `confirm(change)` says yes (no `confirm`: refused)."""
         if self.sessions is None:
             raise StockAgentError(
                 "this agent has no memory", fix="use run_once, or build it with a session store"
             )
+        if self.saver is not None:
+            self.saver.before_turn()  # turns kept after a failed save go first: this read sees them
         memory = self.sessions.read_turn(user_id, session_id)  # validates both ids
-        context = AgentContext(user_id=user_id, session_id=session_id, on_fetch=on_fetch)
+        if self.saver is not None:  # this session's turns still waiting to be saved, in the window
+            memory.history.preloaded = self.saver.with_kept(user_id, session_id, memory.messages)
+        context = AgentContext(
+            user_id=user_id, session_id=session_id, on_fetch=on_fetch, confirm=confirm
+        )
         config: RunnableConfig = {
             "configurable": {"history": memory.history},
             "callbacks": callbacks or [],
@@ -151,8 +163,12 @@ class ChatAgent:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             answer = self._run(lambda: self.runnable.invoke(inputs, config=config))
-        self.sessions.save_turn(user_id, session_id, memory.history.pending)
-        return answer.text if isinstance(answer, BaseMessage) else str(answer)
+        reply = answer.text if isinstance(answer, BaseMessage) else str(answer)
+        if self.saver is None:
+            self.sessions.save_turn(user_id, session_id, memory.history.pending)
+        else:  # a failed save keeps the turn and raises TurnNotSaved, which carries the reply
+            self.saver.save(user_id, session_id, memory.history.pending, answer=reply)
+        return reply
 
     def run_once(
         self,

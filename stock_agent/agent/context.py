@@ -18,16 +18,28 @@ from stock_agent.errors import StockAgentError
 
 if TYPE_CHECKING:
     from stock_agent.services.market import FetchEvent
+    from stock_agent.services.profiles import ProfileUpdate
+
+# Asked before a profile change the model proposes is saved: True saves it. Without one, the
+# change is refused (text from data or a model never writes memory without the user's yes).
+ConfirmChange = Callable[["ProfileUpdate"], bool]
 
 
 @dataclass(frozen=True)
 class AgentContext:
-    """The user (and session) of one turn, and where to report fetches (e.g. the chat's
-    status line). `user_id` is None for a turn with no user (no profile is read or written)."""
+    """The user (and session) of one turn, where to report fetches (e.g. the chat's status
+    line), and how to ask the user to confirm a profile change. `user_id` is None for a turn
+    with no user (no profile is read or written)."""
 
     user_id: str | None
     session_id: str | None = None
     on_fetch: Callable[[FetchEvent], None] | None = None
+    confirm: ConfirmChange | None = None
+
+
+def always_confirm(change: ProfileUpdate) -> bool:
+    """For callers that already have the user's consent (e.g. `chat --allow-profile-writes`)."""
+    return True
 
 
 _DIRECT: ContextVar[AgentContext | None] = ContextVar("stock_agent_context", default=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stock_agent.errors import ModelNotConfigured, ModelUnavailable
+from stock_agent.sanitize import scrub_secrets, strip_control_line
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -53,7 +54,7 @@ def explain_model_error(exc: BaseException, settings: Settings) -> ModelUnavaila
         import openai
     except ImportError:  # pragma: no cover - langchain-openai depends on it
         return None
-    where = settings.openai_base_url or "api.openai.com"
+    where = scrub_secrets(settings.openai_base_url or "api.openai.com")
     if isinstance(exc, openai.AuthenticationError):
         return ModelUnavailable(
             f"the model server at {where} refused the API key",
@@ -74,7 +75,12 @@ def explain_model_error(exc: BaseException, settings: Settings) -> ModelUnavaila
             f"the model server at {where} is rate limiting requests", fix="try again shortly"
         )
     if isinstance(exc, openai.APIStatusError):
-        message = getattr(exc, "message", str(exc))
+        # Whatever the status, a server may echo the request (and the key) in its reply.
+        message = scrub_secrets(
+            strip_control_line(str(getattr(exc, "message", exc))), [settings.openai_api_key]
+        )
+        if len(message) > 300:
+            message = message[:297] + "..."
         return ModelUnavailable(
             f"the model server at {where} refused the request ({exc.status_code}): {message}"
         )

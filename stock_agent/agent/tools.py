@@ -4,6 +4,7 @@ model (`agent/format.py`). The user comes from the call's runtime context, never
 tool: one set of tools serves every user.
 
 A tool never raises: a failure comes back as one "error: ..." line the model can relay.
+There is no profile-reading tool: every turn's system prompt carries the user's profile.
 A new tool is one `StockTool` subclass added to `TOOL_CLASSES`.
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation
 
 from stock_agent.agent.context import AgentContext, current_context, require_user
 from stock_agent.agent.format import (
@@ -35,13 +36,14 @@ from stock_agent.agent.format import (
 from stock_agent.core import numbers as num
 from stock_agent.core.limits import (
     MAX_NEWS_PER_TOOL_CALL,
-    MAX_NOTES,
+    MAX_NOTES_FROM_MODEL,
     MAX_SYMBOL_LENGTH,
     MAX_SYMBOLS_PER_TOOL_CALL,
     PROFILE_FIELDS,
 )
 from stock_agent.core.models import Analysis
 from stock_agent.errors import StockAgentError
+from stock_agent.sanitize import strip_control_line, wrap_data
 
 # At run time, not only for type checking: pydantic resolves the tools' field types.
 from stock_agent.services.analysis import AnalysisService  # noqa: TC001
@@ -64,12 +66,33 @@ class ToolDeps:
 
 
 # -- argument schemas ----------------------------------------------------------------------------
+# Every request carries every offered tool's schema, so they are short: descriptions name what
+# an argument is and its unit, nothing the system prompt already says.
 
-_SYMBOL = "Ticker symbol as Yahoo Finance spells it, e.g. AAPL, BRK-B, ^GSPC."
+_SYMBOL = "Ticker, e.g. BRK-B."
+
+
+def _compact_schema(schema: dict[str, Any]) -> None:
+    """What the model reads: optional arguments as their plain type (no `null` branch, no
+    `default: null`), no titles, no string lengths. Validation is unchanged."""
+    schema.pop("title", None)
+    schema.pop("additionalProperties", None)  # extra arguments are still refused when validated
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+        if prop.get("type") == "string":  # lengths are checked when validated; the model needs
+            prop.pop("minLength", None)  # only what a value means
+            prop.pop("maxLength", None)
+        options = prop.get("anyOf")
+        if options and {"type": "null"} in options:
+            kept = [o for o in options if o != {"type": "null"}]
+            prop.pop("anyOf")
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+        if prop.get("default", ...) is None:
+            prop.pop("default")
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_compact_schema)
 
 
 class SymbolArgs(_Args):
@@ -78,36 +101,26 @@ class SymbolArgs(_Args):
 
 class AnalyzeArgs(_Args):
     symbols: list[str] = Field(
-        description="1 to 10 ticker symbols to analyse together, e.g. ['AAPL', 'MSFT'].",
-        min_length=1,
-        max_length=MAX_SYMBOLS_PER_CALL,
+        description="1 to 10 tickers.", min_length=1, max_length=MAX_SYMBOLS_PER_CALL
     )
 
 
 class CompareArgs(_Args):
     symbols: list[str] = Field(
-        description="2 to 10 ticker symbols to compare side by side.",
-        min_length=2,
-        max_length=MAX_SYMBOLS_PER_CALL,
+        description="2 to 10 tickers.", min_length=2, max_length=MAX_SYMBOLS_PER_CALL
     )
     rank_by: Literal[
         "return_1m", "return_3m", "return_1y", "rsi", "volatility", "drawdown", "beta"
     ] = Field(
         default="return_3m",
-        description=(
-            "Ranking criterion: return_1m/return_3m/return_1y (highest first), rsi (highest first), "
-            "volatility (lowest first), drawdown (shallowest first), beta (lowest first)."
-        ),
+        description="Returns, RSI: highest first; volatility, drawdown, beta: lowest first.",
     )
 
 
-class NewsArgs(_Args):
+class CompanyArgs(_Args):
     symbol: str = Field(description=_SYMBOL, min_length=1, max_length=MAX_SYMBOL_LENGTH)
-    limit: int = Field(
-        default=5,
-        ge=1,
-        le=MAX_NEWS_PER_TOOL_CALL,
-        description="How many recent headlines, 1 to 10.",
+    headlines: int = Field(
+        default=0, ge=0, le=MAX_NEWS_PER_TOOL_CALL, description="Recent headlines, 0 to 10."
     )
 
 
@@ -119,31 +132,28 @@ ProfileField = Literal["preferred_symbols", "alert_threshold", "portfolio_size",
 assert set(ProfileField.__args__) == set(PROFILE_FIELDS)  # type: ignore[attr-defined]
 
 
+def _as_text(value: Any) -> Any:
+    """A number the model sends where the schema says text (-0.05 for '-5%') is read as text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    return value
+
+
 class UpdateProfileArgs(_Args):
-    add_symbols: list[str] | None = Field(
-        default=None, description="Symbols to add to the user's watchlist (preferred symbols)."
+    add_symbols: list[str] | None = Field(default=None, description="Tickers to watch.")
+    remove_symbols: list[str] | None = Field(default=None, description="Tickers to stop watching.")
+    alert_threshold: Annotated[str | None, BeforeValidator(_as_text)] = Field(
+        default=None, description="1-day drop that alerts, e.g. '-5%'."
     )
-    remove_symbols: list[str] | None = Field(
-        default=None, description="Symbols to remove from the watchlist."
-    )
-    alert_threshold: float | str | None = Field(
-        default=None,
-        description=(
-            "1-day drop that should raise an alert, as a negative fraction (-0.05) or a percentage "
-            "text ('-5%')."
-        ),
-    )
-    portfolio_size: float | str | None = Field(
-        default=None, description="Total portfolio value in dollars, e.g. 100000 or '250k'."
+    portfolio_size: Annotated[str | None, BeforeValidator(_as_text)] = Field(
+        default=None, description="Portfolio value, account currency, e.g. '250k'."
     )
     notes: str | None = Field(
         default=None,
-        description="Free-text note about the user's goals or constraints (replaces the old note).",
-        max_length=MAX_NOTES,
+        description="Short note on goals.",
+        max_length=MAX_NOTES_FROM_MODEL,
     )
-    clear: list[ProfileField] | None = Field(
-        default=None, description="Fields to erase, e.g. ['alert_threshold']."
-    )
+    clear: list[ProfileField] | None = Field(default=None, description="Fields to erase.")
 
 
 def _invalid_args(exc: Exception) -> str:
@@ -161,22 +171,28 @@ class StockTool(BaseTool):
     def _run(self, *args: Any, **kwargs: Any) -> str:
         kwargs.pop("run_manager", None)
         try:
-            return self.run_tool(current_context(), **kwargs)
+            text = self.run_tool(current_context(), **kwargs)
         except Exception as exc:  # never raise into the agent: the model relays the error
             if not isinstance(exc, StockAgentError):
                 log.warning("tool %s failed", self.name, exc_info=True)
-            return error_text(exc)
+            text = error_text(exc)
+        # Everything a tool returns may carry text from data (company names, headlines, file
+        # cells in an error): the model gets it inside delimiters the system prompt calls data.
+        return wrap_data(self.name, text)
 
     def run_tool(self, ctx: AgentContext, *args: Any, **kwargs: Any) -> str:
         raise NotImplementedError
 
+    @property
+    def tool_call_schema(self) -> Any:
+        # The argument schema as written (LangChain would rebuild it without our compact JSON
+        # schema); the tools take no injected arguments, so nothing needs hiding.
+        return self.args_schema
+
 
 class GetQuoteTool(StockTool):
     name: str = "get_quote"
-    description: str = (
-        "Latest price of one stock: last price, previous close and the change since then. "
-        "Use for 'what is X trading at'. For trend, returns and indicators use analyze_stocks."
-    )
+    description: str = "Latest price, previous close and change (percent)."
     args_schema: type[BaseModel] = SymbolArgs
     needs: str = "quote"
 
@@ -187,10 +203,8 @@ class GetQuoteTool(StockTool):
 class AnalyzeStocksTool(StockTool):
     name: str = "analyze_stocks"
     description: str = (
-        "Technical analysis of 1 to 10 stocks in one call (fetched in parallel): price, returns "
-        "(1d to 1y, in percent), RSI, MACD, moving averages, Bollinger Bands, ATR, volatility, "
-        "drawdown, beta against the benchmark, 52-week range, signals, and the user's alerts and "
-        "position size from their profile. Prefer one call with all symbols."
+        "Technical analysis: returns, volatility, drawdown (percent), moving averages, RSI, "
+        "MACD, Bollinger, ATR, beta, 52-week range, signals, the user's alerts and position."
     )
     args_schema: type[BaseModel] = AnalyzeArgs
     needs: str = "history"
@@ -206,34 +220,36 @@ class AnalyzeStocksTool(StockTool):
         return "\n".join(lines)
 
 
-class GetFundamentalsTool(StockTool):
-    name: str = "get_fundamentals"
+class GetCompanyTool(StockTool):
+    name: str = "get_company"
     description: str = (
-        "Company facts and valuation of one stock: name, sector, market cap, P/E, EPS, dividend "
-        "yield, margins and similar. Not available with offline data."
+        "Company facts and valuation (yields, margins in percent), and optionally headlines."
     )
-    args_schema: type[BaseModel] = SymbolArgs
+    args_schema: type[BaseModel] = CompanyArgs
     needs: str = "fundamentals"
 
-    def run_tool(self, ctx: AgentContext, symbol: str) -> str:
-        return fundamentals_text(self.deps.market.fundamentals(symbol, listener=ctx.on_fetch))
-
-
-class GetNewsTool(StockTool):
-    name: str = "get_news"
-    description: str = "Recent headlines about one stock (title, publisher, date). Not available with offline data."
-    args_schema: type[BaseModel] = NewsArgs
-    needs: str = "news"
-
-    def run_tool(self, ctx: AgentContext, symbol: str, limit: int = 5) -> str:
-        return news_text(self.deps.market.news(symbol, limit=limit, listener=ctx.on_fetch))
+    def run_tool(self, ctx: AgentContext, symbol: str, headlines: int = 0) -> str:
+        parts = []
+        try:
+            parts.append(
+                fundamentals_text(self.deps.market.fundamentals(symbol, listener=ctx.on_fetch))
+            )
+        except StockAgentError as exc:
+            parts.append(error_text(exc))
+        if headlines:
+            try:
+                news = self.deps.market.news(symbol, limit=headlines, listener=ctx.on_fetch)
+                parts.append(news_text(news))
+            except StockAgentError as exc:
+                parts.append(error_text(exc))
+        return "\n".join(parts)
 
 
 class CompareStocksTool(StockTool):
     name: str = "compare_stocks"
     description: str = (
-        "Side-by-side comparison of 2 to 10 stocks: returns (1d, 1m, 3m, 1y in percent), RSI, "
-        "annualised volatility, max drawdown, beta and trend, ranked by one criterion."
+        "Stocks side by side, ranked by one criterion: returns, volatility and drawdown "
+        "(percent), RSI, beta, trend."
     )
     args_schema: type[BaseModel] = CompareArgs
     needs: str = "history"
@@ -254,26 +270,10 @@ class CompareStocksTool(StockTool):
         return "\n".join(lines)
 
 
-class GetProfileTool(StockTool):
-    name: str = "get_profile"
-    description: str = (
-        "The user's saved preferences: watchlist (preferred symbols), alert threshold (1-day drop "
-        "in percent), portfolio size and notes."
-    )
-    args_schema: type[BaseModel] = NoArgs
-
-    def run_tool(self, ctx: AgentContext) -> str:
-        view = profile_view(self.deps.profiles.get(require_user(ctx)))
-        return compact_json(view) if view else "profile is empty"
-
-
 class UpdateProfileTool(StockTool):
     name: str = "update_profile"
     description: str = (
-        "Save the user's preferences when they state them: add or remove watchlist symbols, set "
-        "the alert threshold (a 1-day drop such as -5%), the portfolio size, or a note; or clear "
-        "fields (clear=['preferred_symbols'] with add_symbols replaces the watchlist). Only the "
-        "given fields change. Returns the saved profile."
+        "Save what the user asks to change in their profile; only the given fields change."
     )
     args_schema: type[BaseModel] = UpdateProfileArgs
 
@@ -287,25 +287,32 @@ class UpdateProfileTool(StockTool):
         notes: str | None = None,
         clear: list[str] | None = None,
     ) -> str:
+        user = require_user(ctx)
         change = ProfileUpdate(
             add_symbols=tuple(add_symbols or ()),
             remove_symbols=tuple(remove_symbols or ()),
             alert_threshold=alert_threshold,
             portfolio_size=portfolio_size,
-            notes=notes,
+            notes=None if notes is None else strip_control_line(notes),
             clear=tuple(clear or ()),
-        )
-        saved = self.deps.profiles.update(require_user(ctx), change)
+        ).validated()
+        # The model proposes; the user decides. Without a way to ask, nothing is written.
+        if ctx.confirm is None:
+            return (
+                "not saved: profile changes need the user's confirmation and this session "
+                "cannot ask; tell the user the change so they can make it with "
+                "`stock-agent profile set` (or chat with --allow-profile-writes)"
+            )
+        if not ctx.confirm(change):
+            return "not saved: the user declined this change"
+        saved = self.deps.profiles.update(user, change)
         view = profile_view(saved)
         return "saved: " + (compact_json(view) if view else "profile is empty")
 
 
 class CheckWatchlistTool(StockTool):
     name: str = "check_watchlist"
-    description: str = (
-        "Check every symbol on the user's watchlist: price, 1-day change, and whether the change "
-        "breaches the user's alert threshold. Use when the user asks how their stocks are doing."
-    )
+    description: str = "The user's watchlist: price, 1-day change (percent), alerts."
     args_schema: type[BaseModel] = NoArgs
     needs: str = "history"
 
@@ -342,10 +349,8 @@ class CheckWatchlistTool(StockTool):
 TOOL_CLASSES: tuple[type[StockTool], ...] = (
     GetQuoteTool,
     AnalyzeStocksTool,
-    GetFundamentalsTool,
-    GetNewsTool,
+    GetCompanyTool,
     CompareStocksTool,
-    GetProfileTool,
     UpdateProfileTool,
     CheckWatchlistTool,
 )

@@ -21,6 +21,8 @@ MAX_NEWS = 20
 # Profile: the fields a user can set, and the free-text note's length.
 PROFILE_FIELDS = ("preferred_symbols", "alert_threshold", "portfolio_size", "notes")
 MAX_NOTES = 2000
+# A note the model proposes (it enters every later system prompt, so it stays short).
+MAX_NOTES_FROM_MODEL = 300
 
 # Market data: calendar days of daily bars fetched for an analysis (enough for a 200-day SMA
 # and a year of returns), and trading days in a year.

@@ -23,13 +23,15 @@ def parse_threshold(value: str | float) -> float:
         raise InvalidInput(
             f"invalid alert_threshold {value!r}", fix="give a 1-day drop such as -5% or -0.05"
         ) from None
+    if math.isfinite(number):
+        number = round(number, 6)  # stored to 6 decimals: a drop too small to keep is no drop
     if not math.isfinite(number) or not -1 < number < 0:
         hint = f" (did you mean {text}%?)" if not text.endswith("%") and -100 < number <= -1 else ""
         raise InvalidInput(
             f"alert_threshold must be a drop between 0% and -100%, got {value!r}{hint}",
             fix="give a negative change such as -5% or -0.05",
         )
-    return round(number, 6)
+    return number
 
 
 def parse_symbol_alert(symbol: str, value: str | float) -> SymbolAlert:

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from stock_agent.core.models import Analysis, Profile
 
 NARRATION_TOOLS = ("analyze_stocks", "compare_stocks")
+
+
+def narration_tools(symbols: list[str]) -> tuple[str, ...]:
+    """The tools a narrated analysis offers: comparing needs two symbols, so one symbol's
+    narration is not sent the comparison's schema."""
+    return NARRATION_TOOLS if len(symbols) > 1 else NARRATION_TOOLS[:1]
+
+
 ENABLE_NARRATION = "note: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server) to have the agent narrate this analysis"
 
 
@@ -96,7 +104,7 @@ def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> st
     console = Console(highlight=False) if interactive else None
     renderer = StreamRenderer(console, plain=not interactive)
     # The profile is in the system prompt; this job needs only the analysis tools.
-    agent = app.agent(only_tools=NARRATION_TOOLS)
+    agent = app.agent(only_tools=narration_tools(symbols))
     with renderer:
         answer = agent.run_once(
             analyze_request(symbols),

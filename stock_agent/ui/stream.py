@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from langchain_core.callbacks import BaseCallbackHandler
+
+from stock_agent.sanitize import split_incomplete, strip_control
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,12 +40,13 @@ class StreamRenderer(BaseCallbackHandler):
         self.out = out or sys.stdout
         self.text = ""
         self.status = ""
+        self._held = ""  # the start of a control sequence still arriving
         self._live: Live | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle
     def __enter__(self) -> StreamRenderer:
-        self.text, self.status = "", ""
+        self.text, self.status, self._held = "", "", ""
         if not self.plain:
             from rich.live import Live
 
@@ -53,6 +58,9 @@ class StreamRenderer(BaseCallbackHandler):
 
     def __exit__(self, *exc: object) -> None:
         self.status = ""
+        held, self._held = self._held, ""
+        if held:  # a sequence that never completed: what strip_control leaves of it
+            self._write(strip_control(held))
         if self._live is not None:
             self._live.update(self._renderable(), refresh=True)
             self._live.__exit__(None, None, None)
@@ -61,6 +69,18 @@ class StreamRenderer(BaseCallbackHandler):
             if self.text and not self.text.endswith("\n"):
                 self.out.write("\n")
             self.out.flush()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the live display (e.g. to ask the user something), then carry on."""
+        live = self._live
+        if live is not None:
+            live.stop()
+        try:
+            yield
+        finally:
+            if live is not None:
+                live.start()
 
     def _renderable(self) -> Any:
         from rich.console import Group
@@ -93,16 +113,22 @@ class StreamRenderer(BaseCallbackHandler):
             token = "".join(
                 b.get("text", "") if isinstance(b, dict) else str(b) for b in token or []
             )
+        with self._lock:
+            # What the model writes is printed; terminal control sequences in it are not, even
+            # when one arrives split across tokens (its start is held until it is complete).
+            ready, self._held = split_incomplete(self._held + token)
+            self._write(strip_control(ready))
+
+    def _write(self, token: str) -> None:
         if not token:
             return
-        with self._lock:
-            self.text += token
-            self.status = ""
-            if self.plain:
-                self.out.write(token)
-                self.out.flush()
-            else:
-                self._refresh()
+        self.text += token
+        self.status = ""
+        if self.plain:
+            self.out.write(token)
+            self.out.flush()
+        else:
+            self._refresh()
 
     def on_tool_start(self, serialized: dict[str, Any], input_str: str, **kwargs: Any) -> None:
         name = (serialized or {}).get("name") or kwargs.get("name") or "tool"

@@ -1,9 +1,12 @@
-"""Plain-text renderers for the light commands (no rich import: they must start fast)."""
+"""Plain-text renderers for the light commands (no rich import: they must start fast).
+Text that came from data, a model or a profile is printed without terminal control sequences."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
+
+from stock_agent.sanitize import strip_control, strip_control_line
 
 if TYPE_CHECKING:
     from stock_agent.config import CacheTTLs
@@ -30,7 +33,7 @@ def format_profile(user_id: str, profile: Profile) -> str:
             "portfolio_size",
             f"{profile.portfolio_size:,.2f}" if profile.portfolio_size else "not set",
         ),
-        ("notes", profile.notes or "none"),
+        ("notes", strip_control_line(profile.notes) if profile.notes else "none"),
     ]
     if profile.updated_at:
         rows.append(
@@ -82,7 +85,7 @@ def format_messages(messages: list[dict[str, Any]]) -> str:
             content = " ".join(
                 str(b.get("text", "")) if isinstance(b, dict) else str(b) for b in content
             )
-        out.append(f"{role}> {content}")
+        out.append(f"{role}> {strip_control(str(content))}")
     return "\n\n".join(out)
 
 
@@ -134,6 +137,16 @@ def format_store_status(status: StoreStatus) -> str:
         ),
         ("keys (all)", str(status.total_keys) if status.total_keys is not None else "unknown"),
     ]
+    pending = status.journal_pending
+    rows.append(
+        (
+            "journal",
+            f"{pending} answered turn{'s' if pending != 1 else ''} waiting "
+            "(the next chat, sessions, profile or analyze command saves them)"
+            if pending
+            else "no unsaved turns",
+        )
+    )
     if status.not_permitted:
         denied = ", ".join(status.not_permitted)
         rows.append(("not permitted", f"{denied} (ACL of this Redis user)"))

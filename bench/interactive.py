@@ -1,0 +1,147 @@
+"""7. What a person waits for, as whole processes, in the same run as the reference command
+(`profile show`): the chat until its `you>` prompt (in a real pseudo-terminal), Ctrl-D until the
+shell returns, and a cached 5-symbol `analyze --json` (time, peak memory, and whether numpy,
+pandas or LangChain were imported at all).
+
+The chat's model is the scripted OpenAI-compatible server (tests/openai_server.py): nothing is
+asked of it, the prompt only has to appear. Offline market data; REDIS_URL is the bench's Valkey.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import MARKET_DATA, Context, Result, Row, Stat, clean_env, met_if
+from bench.startup import cli_command
+
+GROUP = "7. what a person waits for"
+FIVE = ["AAPL", "MSFT", "GOOGL", "NVDA", "TSLA"]
+HEAVY = ("numpy", "pandas", "langchain_core", "langchain", "openai", "yfinance")
+PROBE = """
+import contextlib, io, sys
+from stock_agent.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main({argv!r})
+print(code, ",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
+    """Wall milliseconds and peak resident memory (KiB) of one whole process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = (time.perf_counter() - started) * 1000
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise RuntimeError(f"`{' '.join(argv)}` exited {proc.returncode}: {err.strip()[:300]}")
+    if proc.stderr:
+        proc.stderr.close()
+    return elapsed, int(usage.ru_maxrss)
+
+
+def _chat_times(cli: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(ms until the prompt, ms from Ctrl-D until the process has exited)."""
+    import pexpect
+
+    started = time.perf_counter()
+    child = pexpect.spawn(
+        cli[0], [*cli[1:], "chat", "--new"], env=env, cwd=str(cwd), encoding="utf-8",
+        dimensions=(40, 100), timeout=60,
+    )  # fmt: skip
+    try:
+        child.expect_exact("you>")
+        prompt_ms = (time.perf_counter() - started) * 1000
+        time.sleep(0.2)  # let the prompt settle, as a person would before typing
+        left = time.perf_counter()
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+        child.close()
+        exit_ms = (time.perf_counter() - left) * 1000
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    if child.exitstatus != 0:
+        raise RuntimeError(f"chat exited {child.exitstatus}")
+    return prompt_ms, exit_ms
+
+
+def run(ctx: Context) -> Result:
+    from tests.openai_server import ScriptedOpenAI
+
+    cli, _ = cli_command()
+    cwd = ctx.workdir / "interactive-cwd"
+    cwd.mkdir(exist_ok=True)
+    env = clean_env(
+        REDIS_URL=ctx.server.url,
+        STOCK_AGENT_HOME=str(ctx.workdir / "interactive-home"),
+        STOCK_AGENT_USER="bench",
+        STOCK_AGENT_AGENT_ID="bench_interactive",
+        STOCK_AGENT_DATA_DIR=str(MARKET_DATA),
+        TERM="xterm-256color",
+        PROMPT_TOOLKIT_NO_CPR="1",
+    )
+    repeats = ctx.sizes.startup_repeats
+    analyze = [*cli, "analyze", *FIVE, "--json"]
+    profile = [*cli, "profile", "show"]
+    with ScriptedOpenAI() as server:
+        chat_env = {
+            **env,
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": server.api_key or "test-key",
+            "STOCK_AGENT_MODEL": "test-model",
+        }
+        _timed(analyze, env, cwd)  # fills the cache (and warms the bytecode and disk caches)
+        _timed(profile, env, cwd)
+        _chat_times(cli, chat_env, cwd)
+        samples: dict[str, list[float]] = {k: [] for k in ("profile", "chat", "exit", "analyze")}
+        memory: list[float] = []
+        for _ in range(repeats):
+            samples["profile"].append(_timed(profile, env, cwd)[0])
+            prompt_ms, exit_ms = _chat_times(cli, chat_env, cwd)
+            samples["chat"].append(prompt_ms)
+            samples["exit"].append(exit_ms)
+            ms, kib = _timed(analyze, env, cwd)
+            samples["analyze"].append(ms)
+            memory.append(kib / 1024)
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=analyze[len(cli) :], heavy=HEAVY)],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    code, _, loaded = probe.stdout.strip().rpartition("\n")[-1].partition(" ")
+    if code != "0":
+        raise RuntimeError(f"the import probe failed: {probe.stderr.strip()[:300]}")
+
+    stats = {name: Stat.of(values) for name, values in samples.items()}
+    reference = stats["profile"]
+    mem = Stat.of(memory)
+    result = Result("interactive")
+    result.rows = [
+        Row(GROUP, "stock-agent profile show (the reference)", "ms", reference),
+        Row(GROUP, "stock-agent chat until the you> prompt", "ms", stats["chat"], reference,
+            "<= 1.5x profile show",
+            met_if(stats["chat"], lambda v: v <= 1.5 * reference.median)),
+        Row(GROUP, "Ctrl-D until the process has exited", "ms", stats["exit"],
+            target="<= 150 ms", met=met_if(stats["exit"], lambda v: v <= 150)),
+        Row(GROUP, "cached analyze of 5 symbols --json", "ms", stats["analyze"], reference,
+            "<= 1.5x profile show",
+            met_if(stats["analyze"], lambda v: v <= 1.5 * reference.median)),
+        Row(GROUP, "cached analyze of 5 symbols --json, peak memory", "MiB", mem,
+            target="< 45 MiB", met=met_if(mem, lambda v: v < 45)),
+        Row(GROUP, "cached analyze: numpy, pandas or LangChain imported", "modules",
+            len([m for m in loaded.split(",") if m]), target="0", met=not loaded,
+            note=loaded or "none"),
+    ]  # fmt: skip
+    result.details = {
+        "ms": {name: stat.to_dict() for name, stat in stats.items()},
+        "peak_memory_mib": mem.to_dict(),
+        "heavy_modules_loaded_by_cached_analyze": loaded.split(",") if loaded else [],
+    }
+    return result
