@@ -193,7 +193,10 @@ class App:
         # The lock outlives the provider's retries (up to ~20 s against a rate-limiting Yahoo),
         # so waiters keep waiting instead of all fetching at once.
         return ExecutionCache(
-            self.backend.client, self.keys, self.settings.cache_ttls, lock_timeout=25.0
+            self.backend.client,
+            self.keys,
+            self.settings.cache_ttls,
+            lock_timeout=self.settings.timeout + 5,
         )
 
     def status(self, *, count_keys: bool = True) -> StoreStatus:

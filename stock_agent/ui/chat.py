@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TextIO, TypeVar
 from stock_agent.errors import ModelNotConfigured, StockAgentError, StoreUnavailable
 from stock_agent.sanitize import strip_control, strip_control_line
 from stock_agent.store.keys import validate_id
+from stock_agent.ui.progress import stop_fetches_on_ctrl_c
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -313,7 +314,8 @@ def _piped_lines(state: ChatState) -> None:
                 if not slash_command(state, line):
                     return
                 continue
-            ask(agent, state, line, renderer)
+            with stop_fetches_on_ctrl_c():  # one Ctrl-C also stops a running fetch
+                ask(agent, state, line, renderer)
         except Exception as exc:
             trouble = store_trouble(state, exc)
             if trouble is None:
@@ -387,7 +389,8 @@ def _interactive(state: ChatState, resumed: bool) -> None:
         try:
             agent, renderer = stack.result(console)
             state.confirm = terminal_confirm(renderer, console)
-            ask(agent, state, line, renderer)
+            with stop_fetches_on_ctrl_c():  # one Ctrl-C also stops a running fetch
+                ask(agent, state, line, renderer)
         except KeyboardInterrupt:
             console.print("[dim](stopped; this exchange was not saved)[/]")
         except Exception as exc:

@@ -152,9 +152,10 @@ class StreamRenderer(BaseCallbackHandler):
 
     def on_fetch(self, event: FetchEvent) -> None:
         """MarketService listener: one line per symbol fetched or served from the cache."""
-        how = (
-            "error"
-            if event.error
-            else ("cached" if event.cached else f"fetched in {event.seconds:.1f}s")
-        )
+        if event.error:
+            how = "error"
+        elif getattr(event, "stale", False):
+            how = "stale (the source failed; last good result)"
+        else:
+            how = "cached" if event.cached else f"fetched in {event.seconds:.1f}s"
         self.set_status(f"{event.tool} {event.symbol}: {how}")
