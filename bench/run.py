@@ -43,6 +43,7 @@ BENCHMARKS = (
         "what a person waits for: chat prompt, exit, cached analyze",
     ),
     ("requests", "bench.requests", "Yahoo requests per analyze, cold and warm"),
+    ("admin", "bench.admin", "admin commands with many unrelated keys"),
 )
 
 

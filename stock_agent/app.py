@@ -199,9 +199,10 @@ class App:
             lock_timeout=self.settings.timeout + 5,
         )
 
-    def status(self, *, count_keys: bool = True) -> StoreStatus:
-        """Which store, its server, memory, eviction policy and (unless `count_keys=False`,
-        which saves a SCAN of this agent's keys) this agent's keys by kind."""
+    def status(self, *, count_keys: bool = False) -> StoreStatus:
+        """Which store, its server, memory, eviction policy and cache entries, at a cost that
+        does not grow with the keyspace; `count_keys=True` adds this agent's keys by kind (a
+        SCAN of the whole keyspace)."""
         from stock_agent.store.status import collect_status
 
         return collect_status(self.backend, count_keys=count_keys)

@@ -460,13 +460,18 @@ def store() -> None:
 @store.command("status", context_settings=CONTEXT)
 @user_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option(
+    "--scan",
+    is_flag=True,
+    help="Also count this agent's keys by kind (SCANs the whole keyspace: slow on a big server).",
+)
 @click.pass_context
-def store_status(ctx: click.Context, user: str | None, as_json: bool) -> None:
-    """Which store is in use, its memory and keys by kind."""
+def store_status(ctx: click.Context, user: str | None, as_json: bool, scan: bool) -> None:
+    """Which store is in use, its memory, eviction policy, cache entries and the journal."""
     from stock_agent.ui.text import format_store_status
 
     app, _ = get_app(ctx, user)
-    status = app.status()
+    status = app.status(count_keys=scan)
     if as_json:
         emit_json(status.to_dict())
     else:

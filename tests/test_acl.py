@@ -48,7 +48,7 @@ def test_a_user_without_info_and_config_still_gets_status_and_doctor(acl_user, r
     env = acl_user("narrow", f"~{AGENT_KEYS}", "+@all", "-info", "-config")
     ok(run(env, "profile", "add-symbol", "AAPL"))
 
-    status = run(env, "store", "status")
+    status = run(env, "store", "status", "--scan")
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(status).splitlines())
     assert rows["store"] == "external (unknown server (INFO not permitted))"
     assert rows["eviction"] == "unknown (CONFIG not permitted)"

@@ -652,15 +652,20 @@ def test_cache_stats_and_clear(cli_env: dict[str, str], redis_client: Any) -> No
 
 def test_store_status(cli_env: dict[str, str], valkey: Any) -> None:
     ok(run(cli_env, "profile", "add-symbol", "AAPL"))
-    status = json.loads(ok(run(cli_env, "store", "status", "--json")))
+    status = json.loads(ok(run(cli_env, "store", "status", "--json", "--scan")))
     assert status["kind"] == "external"
     assert status["url"] == valkey.url
     assert status["agent_id"] == "test_agent"
     assert status["keys"]["profile"] == 1
-    out = ok(run(cli_env, "store", "status"))
+    out = ok(run(cli_env, "store", "status", "--scan"))
     assert out.splitlines()[0].startswith("store ")
     assert "external" in out and valkey.url in out
     assert "1 profiles" in out
+    # without --scan nothing reads the keyspace; the cache counts itself, as `cache stats` does
+    ok(run(cli_env, "analyze", "AAPL", "--json"))
+    quick = json.loads(ok(run(cli_env, "store", "status", "--json")))
+    stats = json.loads(ok(run(cli_env, "cache", "stats", "--json")))
+    assert quick["keys"] == {} and quick["cache_entries"] == stats["entries"] > 0
 
 
 def test_embedded_store_status_stop_and_restart(cli_env: dict[str, str], short_tmp: Path) -> None:
@@ -670,7 +675,7 @@ def test_embedded_store_status_stop_and_restart(cli_env: dict[str, str], short_t
     env["STOCK_AGENT_HOME"] = str(home)
     try:
         ok(run(env, "profile", "add-symbol", "AAPL"))
-        status = json.loads(ok(run(env, "store", "status", "--json")))
+        status = json.loads(ok(run(env, "store", "status", "--json", "--scan")))
         assert status["kind"] == "embedded"
         assert status["url"] == f"unix://{home}/valkey.sock"
         assert status["append_only"] is True

@@ -72,7 +72,7 @@ def test_the_pool_is_configured_for_production(valkey):
         assert pool.max_connections == 7
         assert kwargs["socket_connect_timeout"] == 5
         assert kwargs["socket_keepalive"] is True
-        assert kwargs["health_check_interval"] > 0
+        assert kwargs["health_check_interval"] == 0  # no PING after a pause: retries instead
         assert kwargs["retry_on_timeout"] is True
         assert kwargs["retry"].get_retries() == 3
         assert kwargs["decode_responses"] is True
@@ -165,3 +165,21 @@ def test_an_app_closes_its_backend(settings):
         client = app.backend.client
         assert client.ping()
     assert not app.backend.connected
+
+
+def test_a_connection_that_died_while_idle_is_retried_not_pinged(short_tmp):
+    """The pool keeps no idle health check: after the server restarts under an idle pooled
+    connection, the next command fails on the dead socket and the client's retry reconnects."""
+    from tests.conftest import ValkeyProcess
+
+    server = ValkeyProcess(short_tmp)
+    client = make_client(server.url)
+    try:
+        assert client.set("k", "before") is True
+        server.stop()
+        server = ValkeyProcess(short_tmp, port=server.port)  # same address, new process
+        assert client.set("k", "after") is True  # one call: the retry reconnected
+        assert client.get("k") == "after"
+    finally:
+        client.close()
+        server.stop()

@@ -307,16 +307,28 @@ class ExecutionCache:
             return
         try:
             pipe = self._client.pipeline(transaction=False)
+            now = time.time()
             if encoded is not None:
                 pipe.set(key, encoded, ex=max(1, ttl))
+                self._index(pipe, key, now, max(1, ttl), last=False)
             if last is not None:
-                pipe.set(_last_key(key), last, ex=max(KEEP_LAST_SECONDS, ttl))
+                keep = max(KEEP_LAST_SECONDS, ttl)
+                pipe.set(_last_key(key), last, ex=keep)
+                self._index(pipe, _last_key(key), now, keep, last=True)
             if lock is not None and token is not None:
                 # EVAL, not a registered Script: in a pipeline that costs an extra SCRIPT EXISTS
                 pipe.eval(_RELEASE_LUA, 1, lock, token)
             pipe.execute()
         except self._errors as exc:
             self._failed(key, exc)
+
+    def _index(self, pipe: Any, key: str, now: float, ttl: int, *, last: bool) -> None:
+        """List `key` with its expiry in its index shard, and drop the shard's expired
+        members (same round trip as the value: the index stays as small as the cache)."""
+        shard = self._keys.cache_index(key, last=last)
+        pipe.zadd(shard, {key: now + ttl})
+        pipe.zremrangebyscore(shard, "-inf", now)
+        pipe.expire(shard, KEEP_LAST_SECONDS + 86_400)
 
     def _wait_for(self, key: str, lock: str) -> dict[str, Any] | None:
         """Poll until the value (or an unknown-symbol marker) appears, or the lock is gone."""
@@ -413,27 +425,49 @@ class ExecutionCache:
         return result
 
     def clear(self) -> int:
-        """Delete every cached result and lock of this agent and reset the stats.
-        Returns the number of cached results deleted. Memory and profiles are not touched."""
+        """Delete every cached result of this agent (and its last good copy) and reset the
+        stats. Returns the number of cached results deleted. Memory and profiles are not
+        touched. Reads the index, never the keyspace: its cost is the cache's own size. The
+        locks of listed results go too (a lock of an unlisted one expires within seconds)."""
         try:
-            deleted = self._delete_matching(self._keys.cache_pattern())
-            self._delete_matching(self._keys.cache_lock_pattern())
-            self._client.delete(self._keys.cache_stats())
+            results = self._indexed(last=False, live_only=False)
+            deleted = self._unlink(results)
+            self._unlink(self._indexed(last=True, live_only=False))
+            self._unlink([self._keys.lock_of(key) for key in results])
+            pipe = self._client.pipeline(transaction=False)
+            for shard in (*self._keys.cache_indexes(), *self._keys.cache_indexes(last=True)):
+                pipe.delete(shard)
+            pipe.delete(self._keys.cache_stats())
+            pipe.execute()
         except self._errors as exc:
             raise self._typed(exc) from exc
         return deleted
 
+    def _unlink(self, keys: list[str]) -> int:
+        """UNLINK `keys` in batches; how many existed."""
+        return sum(
+            int(self._client.unlink(*keys[i : i + 500])) for i in range(0, len(keys), 500)
+        )
+
     def entries(self) -> int:
         """How many cached results (and unknown-symbol markers) exist now (the last good
-        copies kept for stale answers are not counted)."""
+        copies kept for stale answers are not counted). One round trip, whatever the size of
+        the keyspace."""
         try:
-            return sum(
-                1
-                for key in self._client.scan_iter(match=self._keys.cache_pattern(), count=500)
-                if not _is_last_key(key)
-            )
+            return indexed_entries(self._client, self._keys)
         except self._errors as exc:
             raise self._typed(exc) from exc
+
+    def _indexed(self, *, last: bool, live_only: bool = True) -> list[str]:
+        """The keys the index lists (unexpired ones, with `live_only`); one round trip."""
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        for shard in self._keys.cache_indexes(last=last):
+            pipe.zrangebyscore(shard, now if live_only else "-inf", "+inf")
+        found: list[str] = []
+        for members in pipe.execute():
+            found.extend(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        return found
 
     def _typed(self, exc: BaseException, key: str | None = None) -> StockAgentError:
         """What an admin command tells the user: the Redis error by kind (a damaged key, an
@@ -441,33 +475,21 @@ class ExecutionCache:
         typed = classify(exc, client=self._client, key=key, keys=self._keys)
         return typed or _unavailable(relay(exc, self._client))
 
-    def _delete_matching(self, pattern: str) -> int:
-        """Unlink every key matching `pattern`; the number deleted, not counting the last good
-        copies (`{key}:last`, deleted with their results)."""
-        deleted = 0
-        batch: list[Any] = []
 
-        def unlink() -> int:
-            copies = sum(1 for key in batch if _is_last_key(key))
-            return max(0, int(self._client.unlink(*batch)) - copies)
-
-        for key in self._client.scan_iter(match=pattern, count=500):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += unlink()
-                batch.clear()
-        if batch:
-            deleted += unlink()
-        return deleted
+def indexed_entries(client: Any, keys: KeySpace) -> int:
+    """The live cached results the index lists (expired members are dropped as it is read):
+    one round trip."""
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    for shard in keys.cache_indexes():
+        pipe.zremrangebyscore(shard, "-inf", now)
+        pipe.zcard(shard)
+    return sum(int(n) for n in pipe.execute()[1::2])
 
 
 def _last_key(key: str) -> str:
     """Where the last good value of `key` is kept (same hash tag: same cluster slot)."""
     return f"{key}:last"
-
-
-def _is_last_key(key: str | bytes) -> bool:
-    return (key.decode() if isinstance(key, bytes) else str(key)).endswith(":last")
 
 
 def _detail(exc: UnknownSymbol) -> str | None:

@@ -106,10 +106,11 @@ def make_client(url: str, max_connections: int = 32) -> redis.Redis:
         # lost on the network at most 4 attempts x 3 s. Healthy replies take well under 1 ms;
         # a slower one is retried (retry_on_timeout), which the save script makes safe.
         "socket_timeout": 3,
-        # A connection idle for longer than this is PINGed before its next command: one extra
-        # round trip on the first turn after a pause, the price of finding a dead connection
-        # before a write rather than by retrying the write.
-        "health_check_interval": 30,
+        # No idle health check (it cost a PING, a third round trip, on the first turn after a
+        # pause): a connection that died while idle fails its next command with a connection
+        # error, and `retry` reconnects and sends it again. The turn's read is idempotent and
+        # its save skips a turn already stored (answer ids), so the retry is safe.
+        "health_check_interval": 0,
         "client_name": "stock-agent",
     }
     try:  # redis-py >= 6.4 asks every new connection for maintenance notifications; Valkey refuses

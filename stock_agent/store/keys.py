@@ -18,12 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from stock_agent.errors import InvalidId
 
 PREFIX = "agent:memory"
+# How many sorted sets the cache index is spread over (one is enough on one server; on a
+# cluster they land in different slots).
+CACHE_INDEX_SHARDS = 8
 # Cache keys sit where a user id would (`{root}:execution_cache:...`): a user with this id
 # would have keys inside the cache's SCAN pattern, so `cache clear` would delete them.
 _RESERVED_USER_PREFIX = "execution_cache"
@@ -133,6 +137,24 @@ class KeySpace:
 
     def cache_stats(self) -> str:
         return f"{self.root}:execution_cache_stats"
+
+    def cache_index(self, cache_key: str, *, last: bool = False) -> str:
+        """The index shard that lists `cache_key` with its expiry (a sorted set; `last`: the
+        shards of the last good copies). Admin commands read the shards instead of scanning
+        the keyspace; the shards spread over cluster slots, so none is a hot slot."""
+        shard = zlib.crc32(cache_key.encode()) % CACHE_INDEX_SHARDS
+        return f"{self.root}:execution_cache_index:{'last:' if last else ''}{shard}"
+
+    def lock_of(self, cache_key: str) -> str:
+        """The single-flight lock of a cache key (`cache_lock` of the same tool and args)."""
+        return cache_key.replace(":execution_cache:", ":execution_cache_lock:", 1)
+
+    def cache_indexes(self, *, last: bool = False) -> list[str]:
+        """Every shard of the cache index (of the last good copies with `last`)."""
+        part = "last:" if last else ""
+        return [
+            f"{self.root}:execution_cache_index:{part}{n}" for n in range(CACHE_INDEX_SHARDS)
+        ]
 
     def user_messages_pattern(self, user_id: str) -> str:
         """SCAN pattern of one user's messages keys (`doctor --repair` only)."""

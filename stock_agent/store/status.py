@@ -34,6 +34,7 @@ class StoreStatus:
     used_memory_bytes: int | None = None
     not_permitted: tuple[str, ...] = ()  # commands the Redis user may not run (ACL)
     journal_pending: int = 0  # answered turns in the local journal, waiting for replay
+    cache_entries: int | None = None  # from the cache's index (None: not permitted)
 
     @property
     def evicts_profiles(self) -> bool:
@@ -84,8 +85,9 @@ def human_bytes(n: int) -> str:
 
 
 def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreStatus:
-    """The status; `count_keys=False` skips the SCAN of this agent's keys (`doctor`: its
-    cost grows with the keyspace, and doctor needs only the server and its policy)."""
+    """The status. Its cost does not grow with the keyspace: totals from INFO, cache entries
+    from the cache's index. `count_keys=True` (`store status --scan`) also counts this agent's
+    keys by kind with a SCAN, which reads the whole keyspace."""
     import redis
 
     from stock_agent.store.errors import translated
@@ -107,6 +109,13 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
             except redis.ResponseError:  # NOPERM, or CONFIG renamed away (managed Redis)
                 denied.append("CONFIG")
         kinds: dict[str, int] = {}
+        cache_entries: int | None = None
+        try:  # the cache counts itself from its index: one round trip, however big the keyspace
+            from stock_agent.store.cache import indexed_entries
+
+            cache_entries = indexed_entries(client, keys)
+        except redis.exceptions.NoPermissionError:
+            denied.append("ZCARD")
         if count_keys:
             kinds = {"messages": 0, "sessions": 0, "profile": 0, "cache": 0, "other": 0}
             # An admin command, not a request path: SCAN (never KEYS) over this agent's prefix.
@@ -116,6 +125,8 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
             except redis.exceptions.NoPermissionError:
                 denied.append("SCAN")
                 kinds = {}
+        if kinds and cache_entries is not None:
+            kinds["cache"] = cache_entries  # results, as `cache stats` counts them
     return StoreStatus(
         kind="embedded" if backend.kind == "embedded" else "external",
         url=backend.display_url,
@@ -130,6 +141,7 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
         maxmemory_policy=policy,
         agent_id=settings.agent_id,
         keys=kinds,
+        cache_entries=cache_entries,
         total_keys=sum(
             v.get("keys", 0) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)
         )

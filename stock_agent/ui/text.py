@@ -116,6 +116,10 @@ def format_cache_stats(stats: dict[str, dict[str, Any]], entries: int, ttls: Cac
     return "\n".join(lines)
 
 
+def plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def format_store_status(status: StoreStatus) -> str:
     keys = status.keys
     rows = [
@@ -131,9 +135,14 @@ def format_store_status(status: StoreStatus) -> str:
         (
             f"keys ({status.agent_id})",
             f"{keys['messages']} sessions' messages, {keys['sessions']} session indexes, "
-            f"{keys['profile']} profiles, {keys['cache']} cache entries"
+            f"{keys['profile']} profiles, {plural(keys['cache'], 'cache entry', 'cache entries')}"
             if keys
-            else "unknown (SCAN not permitted)",
+            else (
+                plural(status.cache_entries, "cache entry", "cache entries")
+                + " (`--scan` counts the other keys)"
+                if status.cache_entries is not None
+                else "unknown (not permitted)"
+            ),
         ),
         ("keys (all)", str(status.total_keys) if status.total_keys is not None else "unknown"),
     ]
