@@ -317,7 +317,8 @@ class ExecutionCache:
                 self._index(pipe, _last_key(key), now, keep, last=True)
             if lock is not None and token is not None:
                 # EVAL, not a registered Script: in a pipeline that costs an extra SCRIPT EXISTS
-                pipe.eval(_RELEASE_LUA, 1, lock, token)
+                # (sent as a raw command: a cluster pipeline refuses `.eval()`, not EVAL)
+                pipe.execute_command("EVAL", _RELEASE_LUA, 1, lock, token)  # type: ignore[no-untyped-call]
             pipe.execute()
         except self._errors as exc:
             self._failed(key, exc)

@@ -14,6 +14,7 @@ from stock_agent.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
     from stock_agent.config import Settings
 
@@ -46,10 +47,10 @@ def resolve_url(settings: Settings) -> str:
     """The URL to connect to: REDIS_URL, or the embedded server's socket (started if needed)."""
     if settings.redis_url:
         scheme = urlsplit(settings.redis_url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
+        if scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
             raise StoreUnavailable(
                 f"REDIS_URL has an unsupported scheme {scheme!r}: {mask_url(settings.redis_url)}",
-                fix="use redis://, rediss:// (TLS) or unix://",
+                fix="use redis://, rediss:// (TLS), unix:// or redis+cluster://host:port,...",
             )
         return settings.redis_url
     from stock_agent.store import embedded
@@ -92,13 +93,33 @@ def unreachable(
 def make_client(url: str, max_connections: int = 32) -> redis.Redis:
     """A new client with its own pool, configured for production use."""
     import redis
-    from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
+
+    return redis.Redis.from_url(url, **client_options(url, max_connections, Retry))
+
+
+def make_async_client(url: str, max_connections: int = 32) -> redis.asyncio.Redis:
+    """The asyncio client for `url`, with the options of `make_client` (a cluster client for
+    `redis+cluster://`). No I/O: it connects on its first command."""
+    from stock_agent.store.cluster import is_cluster_url, make_async_cluster_client
+
+    if is_cluster_url(url):
+        return make_async_cluster_client(url, max_connections)  # type: ignore[return-value]
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+
+    return redis.asyncio.Redis.from_url(url, **client_options(url, max_connections, Retry))
+
+
+def client_options(url: str, max_connections: int, retry_class: Any) -> dict[str, Any]:
+    """The options of every standalone client, sync or async (`retry_class`: redis-py's
+    `Retry` of the matching flavour)."""
+    from redis.backoff import ExponentialBackoff
 
     options: dict[str, Any] = {
         "decode_responses": True,
         "max_connections": max_connections,
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        "retry": retry_class(ExponentialBackoff(cap=1.0, base=0.05), 3),
         "retry_on_timeout": True,
         "socket_connect_timeout": 5,
         # Bounds how long a turn waits on a store that is in trouble: a server that is down
@@ -121,12 +142,16 @@ def make_client(url: str, max_connections: int = 32) -> redis.Redis:
         pass
     if not url.startswith("unix:"):
         options["socket_keepalive"] = True  # a TCP option; unix sockets refuse it
-    return redis.Redis.from_url(url, **options)
+    return options
 
 
 def connect(url: str, max_connections: int = 32, *, check: bool = True) -> redis.Redis:
     """A new client for `url`. `check` pings once, so an unreachable server or refused
     credentials are reported at once, with the fix, and no half-working client is returned."""
+    from stock_agent.store.cluster import connect_cluster, is_cluster_url
+
+    if is_cluster_url(url):  # redis+cluster://: the cluster client, routed by key slot
+        return connect_cluster(url, max_connections, check=check)
     client = make_client(url, max_connections)
     if not check:
         return client

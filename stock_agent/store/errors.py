@@ -85,11 +85,18 @@ def repair_fix(keys: KeySpace | None, key: str) -> str:
     return f"run `{command}`: it sets the key aside for 7 days and rebuilds what it can"
 
 
+def _connection_kwargs(client: Any) -> dict[str, Any]:
+    """How `client` logs in (a cluster client keeps it in its nodes manager)."""
+    holder = getattr(client, "connection_pool", None) or getattr(client, "nodes_manager", None)
+    kwargs: dict[str, Any] = getattr(holder, "connection_kwargs", {})
+    return kwargs
+
+
 def redis_user(client: redis.Redis | None) -> str:
     """The Redis user the client logs in as (`default` without one)."""
     if client is None:
         return "default"
-    kwargs: dict[str, Any] = getattr(client.connection_pool, "connection_kwargs", {})
+    kwargs = _connection_kwargs(client)
     return str(kwargs.get("username") or "default")
 
 
@@ -97,7 +104,7 @@ def redis_secrets(client: redis.Redis | None) -> list[str]:
     """What must never appear in a message relayed from this client's server."""
     if client is None:
         return []
-    kwargs: dict[str, Any] = getattr(client.connection_pool, "connection_kwargs", {})
+    kwargs = _connection_kwargs(client)
     password = kwargs.get("password")
     return [str(password)] if password else []
 

@@ -87,7 +87,8 @@ def check_user(
     pipe = client.pipeline(transaction=False)
     pipe.set(probe, "1", px=_PROBE_TTL_MS)  # 0 write
     pipe.get(probe)  # 1 read
-    pipe.eval(_PROBE_SCRIPT, 1, probe)  # 2 scripts on this user's keys (a turn is saved so)
+    # 2 scripts on this user's keys (a turn is saved so); a raw EVAL: cluster pipelines refuse .eval()
+    pipe.execute_command("EVAL", _PROBE_SCRIPT, 1, probe)  # type: ignore[no-untyped-call]
     pipe.delete(probe)  # 3 gone even if the script was refused
     pipe.hgetall(profile)  # 4
     pipe.zrange(index, 0, _MAX_CHECKED_SESSIONS - 1, desc=True)  # 5

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from stock_agent.store.backend import StoreBackend
+    from stock_agent.store.cluster import NodeState
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class StoreStatus:
     not_permitted: tuple[str, ...] = ()  # commands the Redis user may not run (ACL)
     journal_pending: int = 0  # answered turns in the local journal, waiting for replay
     cache_entries: int | None = None  # from the cache's index (None: not permitted)
+    nodes: tuple[NodeState, ...] = ()  # a cluster's nodes, masters first, and which answer
 
     @property
     def evicts_profiles(self) -> bool:
@@ -51,7 +53,10 @@ class StoreStatus:
     @property
     def warnings(self) -> list[str]:
         """What puts stored data at risk, each with its fix."""
-        found = []
+        found = [
+            f"cluster node {n.address} ({n.role}) does not answer" for n in self.nodes
+            if not n.answers
+        ]  # fmt: skip
         if self.evicts_profiles:
             found.append("profiles can be evicted: set maxmemory-policy volatile-lru")
         if self.memory_full:
@@ -69,6 +74,7 @@ class StoreStatus:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["not_permitted"] = list(self.not_permitted)
+        data["nodes"] = [n.to_dict() for n in self.nodes]
         data["evicts_profiles"] = self.evicts_profiles
         data["warnings"] = self.warnings
         return data
@@ -97,7 +103,12 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
     info: dict[str, Any] = {}
     with translated(client):
         try:
-            info = client.info()
+            if backend.cluster:  # one master's fields, memory and keys summed over the masters
+                from stock_agent.store.cluster import merged_info
+
+                info = merged_info(client)
+            else:
+                info = client.info()
         except redis.exceptions.NoPermissionError:
             denied.append("INFO")
         policy: str | None = info.get("maxmemory_policy")
@@ -128,7 +139,7 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
         if kinds and cache_entries is not None:
             kinds["cache"] = cache_entries  # results, as `cache stats` counts them
     return StoreStatus(
-        kind="embedded" if backend.kind == "embedded" else "external",
+        kind={"embedded": "embedded", "cluster": "cluster"}.get(backend.kind, "external"),
         url=backend.display_url,
         home=str(settings.home) if settings.embedded else None,
         server=(
@@ -151,7 +162,22 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
         used_memory_bytes=_int(info.get("used_memory")),
         not_permitted=tuple(denied),
         journal_pending=journal_pending(settings.home),
+        nodes=_nodes(backend),
     )
+
+
+def _nodes(backend: StoreBackend) -> tuple[NodeState, ...]:
+    """A cluster's nodes (empty for one server, or when CLUSTER NODES is refused)."""
+    if not backend.cluster:
+        return ()
+    import redis
+
+    from stock_agent.store.cluster import node_states
+
+    try:
+        return tuple(node_states(backend.client))
+    except (redis.RedisError, OSError):
+        return ()
 
 
 def journal_pending(home: Path) -> int:

@@ -86,6 +86,11 @@ def check_store(app: App, user_id: str) -> list[tuple[str, str, str]]:
     if status.not_permitted:
         text += f"; {', '.join(status.not_permitted)} not permitted (ACL): details unknown"
     rows = [(OK, "store", text)]
+    if status.nodes:  # a cluster: which nodes answer (a dead one is a warning: replicas cover)
+        from stock_agent.ui.text import format_nodes
+
+        down = not all(n.answers for n in status.nodes)
+        rows.append((WARN if down else OK, "nodes", format_nodes(status)))
 
     # Eviction: a warning, not a failure: everything works today, the fix is the server's
     # setting (which a managed Redis may not let this user change), and `doctor` exits 1

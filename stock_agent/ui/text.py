@@ -126,6 +126,8 @@ def format_store_status(status: StoreStatus) -> str:
         ("store", f"{status.kind} ({status.server})"),
         ("url", status.url),
     ]
+    if status.nodes:
+        rows.append(("nodes", format_nodes(status)))
     if status.home:
         rows.append(("data dir", status.home))
     rows += [
@@ -161,6 +163,17 @@ def format_store_status(status: StoreStatus) -> str:
         rows.append(("not permitted", f"{denied} (ACL of this Redis user)"))
     rows += [("warning", text) for text in status.warnings]
     return _rows(rows, indent="")
+
+
+def format_nodes(status: StoreStatus) -> str:
+    """A cluster's nodes: `127.0.0.1:7000 master 5461 slots ok, 127.0.0.1:7003 replica of
+    127.0.0.1:7000 ok, ...`, with `DOWN` for a node that does not answer."""
+    parts = []
+    for n in status.nodes:
+        what = f"{n.slots} slots" if n.role == "master" else f"of {n.master or '?'}"
+        parts.append(f"{n.address} {n.role} {what} {'ok' if n.answers else 'DOWN'}")
+    answering = sum(n.answers for n in status.nodes)
+    return f"{answering} of {len(status.nodes)} answer: " + ", ".join(parts)
 
 
 def format_eviction(status: StoreStatus) -> str:
