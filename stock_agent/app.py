@@ -272,7 +272,7 @@ class App:
 
             raise InvalidInput(
                 f"too many symbols ({len(symbols)})",
-                fix=f"analyse at most {MAX_SYMBOLS_PER_ANALYZE} at a time",
+                fix=f"analyze at most {MAX_SYMBOLS_PER_ANALYZE} at a time",
             )
         return self.analysis.analyze(symbols, user_id=user_id)
 

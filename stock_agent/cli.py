@@ -35,9 +35,23 @@ def user_option(f: Any) -> Any:
     )(f)
 
 
-def get_app(ctx: click.Context, user: str | None = None) -> tuple[App, str]:
+def model_option(f: Any) -> Any:
+    return click.option(
+        "-m",
+        "--model",
+        "model",
+        metavar="NAME",
+        default=None,
+        help="The model for this run (default: STOCK_AGENT_MODEL, else `stock-agent models default`).",
+    )(f)
+
+
+def get_app(
+    ctx: click.Context, user: str | None = None, *, model: str | None = None
+) -> tuple[App, str]:
     """The app for this invocation (one per run, closed by `main`) and the user id: a command's
-    --user wins over the group's, which wins over STOCK_AGENT_USER. An empty id is refused."""
+    --user wins over the group's, which wins over STOCK_AGENT_USER. An empty id is refused.
+    `model` (a command's --model) wins over the configured model."""
     from stock_agent.app import App
     from stock_agent.config import load_settings
     from stock_agent.store.keys import validate_id
@@ -47,7 +61,7 @@ def get_app(ctx: click.Context, user: str | None = None) -> tuple[App, str]:
     app = run.get("app")
     if app is None:
         settings = load_settings(run.get("env")).with_overrides(
-            data_dir=opts.get("data_dir"), timeout=opts.get("timeout")
+            data_dir=opts.get("data_dir"), timeout=opts.get("timeout"), model=model
         )
         app = run["app"] = App(settings, notify=_notice)
     chosen = user if user is not None else opts.get("user")
@@ -89,9 +103,23 @@ def emit_json(data: Any) -> None:
     help="Seconds one market-data fetch may take in all, retries included (default: STOCK_AGENT_TIMEOUT, else 20).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--color",
+    "color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    help="Colours in the output: auto (a terminal without NO_COLOR), always or never.",
+)
+@click.option("--no-color", "no_color", is_flag=True, help="The same as --color never.")
 @click.pass_context
 def cli(
-    ctx: click.Context, user: str | None, data_dir: Any, timeout: float | None, debug: bool
+    ctx: click.Context,
+    user: str | None,
+    data_dir: Any,
+    timeout: float | None,
+    debug: bool,
+    color: str,
+    no_color: bool,
 ) -> None:
     """A terminal stock-analysis assistant with its memory in Redis.
 
@@ -104,7 +132,11 @@ def cli(
 
     Configuration comes from the environment and a .env file (see .env.example).
     With no REDIS_URL an embedded Valkey server keeps the memory under STOCK_AGENT_HOME.
+    The options above also work after the command: `stock-agent analyze AAPL --debug`.
     """
+    from stock_agent.ui.console import set_color_mode
+
+    set_color_mode("never" if no_color else color)  # type: ignore[arg-type]
     run = ctx.obj if isinstance(ctx.obj, dict) else {}  # set by `main`: env, and the app once made
     ctx.obj = {"user": user, "data_dir": data_dir, "timeout": timeout, "debug": debug, "run": run}
     if ctx.invoked_subcommand is None:  # plain `stock-agent`: the help, not a usage error
@@ -121,6 +153,7 @@ def cli(
 
 @cli.command(context_settings=CONTEXT)
 @user_option
+@model_option
 @click.option("--session", "session_id", metavar="ID", help="Resume (or start) this session.")
 @click.option(
     "--new", "new", is_flag=True, help="Start a new session instead of resuming the latest."
@@ -134,6 +167,7 @@ def cli(
 def chat(
     ctx: click.Context,
     user: str | None,
+    model: str | None,
     session_id: str | None,
     new: bool,
     allow_profile_writes: bool,
@@ -147,7 +181,9 @@ def chat(
     """
     from stock_agent.ui.chat import run_chat
 
-    app, user_id = get_app(ctx, user)
+    if session_id is not None and new:
+        raise click.UsageError("--session and --new do not go together", ctx)
+    app, user_id = get_app(ctx, user, model=model)
     run_chat(
         app,
         user_id,
@@ -163,11 +199,34 @@ def chat(
 @cli.command(context_settings=CONTEXT)
 @click.argument("symbols", nargs=-1, metavar="[SYMBOL]...")
 @user_option
+@model_option
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
-    help="Print the computed analysis as JSON (only JSON on stdout).",
+    help="Print the computed analysis as JSON (only JSON on stdout): --format json.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "md"]),
+    default=None,
+    help="table (default; with a model, followed by its narration), json, csv or md.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=__import__("pathlib").Path),
+    default=None,
+    help="Write the report to FILE instead (its .json/.csv/.md suffix picks the format).",
+)
+@click.option(
+    "--narrate-only",
+    is_flag=True,
+    help="With a model: only the narration, without the tables before it.",
 )
 @click.option(
     "--no-llm", is_flag=True, help="Print the computed report even when a model is configured."
@@ -193,20 +252,25 @@ def analyze(
     ctx: click.Context,
     symbols: tuple[str, ...],
     user: str | None,
+    model: str | None,
     as_json: bool,
+    fmt: str | None,
+    output: Any,
+    narrate_only: bool,
     no_llm: bool,
     chart: Any,
     html: Any,
 ) -> None:
-    """Analyse SYMBOLs (default: your profile's preferred symbols).
+    """Analyze SYMBOLs (default: your profile's preferred symbols).
 
-    With a model configured the agent narrates the analysis; without one (or with --no-llm)
-    the computed report is printed as tables. --chart and --html write pictures as well.
+    The computed report is printed as tables; with a model configured the agent's narration
+    follows (--narrate-only: the narration alone; --no-llm: no narration). --format json|csv|md
+    and --output FILE are for scripts and spreadsheets; --chart and --html write pictures.
     """
     from stock_agent.ui.analyze import run_analyze
     from stock_agent.ui.progress import stop_fetches_on_ctrl_c
 
-    app, user_id = get_app(ctx, user)
+    app, user_id = get_app(ctx, user, model=model)
     with stop_fetches_on_ctrl_c():  # one Ctrl-C stops a fetch at once, not at its deadline
         code = run_analyze(
             app,
@@ -216,6 +280,9 @@ def analyze(
             no_llm=no_llm,
             chart=chart,
             html=html,
+            fmt=fmt,
+            output=output,
+            narrate_only=narrate_only,
         )
     ctx.exit(code)
 
@@ -255,7 +322,9 @@ def profile_show(ctx: click.Context, user: str | None, as_json: bool) -> None:
 @click.argument(
     "field",
     metavar="FIELD",
-    type=click.Choice(["preferred_symbols", "alert_threshold", "portfolio_size", "notes"]),
+    type=click.Choice(
+        ["preferred_symbols", "alert_threshold", "portfolio_size", "currency", "notes"]
+    ),
 )
 @click.argument("value", nargs=-1, required=True)
 @user_option
@@ -265,7 +334,8 @@ def profile_set(ctx: click.Context, field: str, value: tuple[str, ...], user: st
 
     \b
       alert_threshold   a 1-day drop that raises an alert: -5% or -0.05
-      portfolio_size    an amount in your account currency: 100000, 250k, 1.5m
+      portfolio_size    an amount in your account currency: 100000, 250k, 1.5m, 2b
+      currency          that currency's code: USD (the default), EUR, GBP
       preferred_symbols the whole list: AAPL MSFT NVDA (see add-symbol to add one)
       notes             free text: "long-term investor, dividend focus"
     Use `none` to clear a field.
@@ -297,7 +367,13 @@ def profile_add(ctx: click.Context, symbols: tuple[str, ...], user: str | None) 
 @click.pass_context
 def profile_remove(ctx: click.Context, symbols: tuple[str, ...], user: str | None) -> None:
     """Remove SYMBOLs from the preferred symbols."""
+    from stock_agent.core.profile import parse_symbols
+
     app, user_id = get_app(ctx, user)
+    before = app.profiles.get(user_id).preferred_symbols
+    absent = [s for s in parse_symbols(list(symbols)) if s not in before]
+    if absent:
+        click.echo(f"not in the preferred symbols: {', '.join(absent)}", err=True)
     prof = app.profiles.remove_symbols(user_id, list(symbols))
     click.echo("preferred symbols: " + (", ".join(prof.preferred_symbols) or "none"))
 
@@ -339,9 +415,15 @@ def _symbol_alerts(prof: Any) -> str:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def profile_reset(ctx: click.Context, user: str | None, yes: bool) -> None:
-    """Delete the whole profile."""
+    """Delete the whole profile (asks first; without a terminal, --yes is needed)."""
+    from stock_agent.errors import InvalidInput
+
     app, user_id = get_app(ctx, user)
-    if not yes and sys.stdin.isatty() and not click.confirm(f"Delete the profile of {user_id}?"):
+    if not yes and not sys.stdin.isatty():
+        raise InvalidInput(
+            f"not deleting the profile of {user_id} without a confirmation", fix="add --yes"
+        )
+    if not yes and not click.confirm(f"Delete the profile of {user_id}?"):
         raise click.exceptions.Exit(1)
     existed = app.profiles.reset(user_id)
     click.echo(f"profile of {user_id} " + ("deleted" if existed else "was already empty"))
@@ -422,14 +504,13 @@ def cache() -> None:
 
 
 @cache.command("stats", context_settings=CONTEXT)
-@user_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
-def cache_stats(ctx: click.Context, user: str | None, as_json: bool) -> None:
-    """Hits and misses per tool, and the number of cached results."""
+def cache_stats(ctx: click.Context, as_json: bool) -> None:
+    """Hits and misses per tool, and the number of cached results (shared by all users)."""
     from stock_agent.ui.text import format_cache_stats
 
-    app, _ = get_app(ctx, user)
+    app, _ = get_app(ctx)
     stats = app.cache.stats()
     entries = app.cache.entries()
     ttls = app.settings.cache_ttls
@@ -440,13 +521,14 @@ def cache_stats(ctx: click.Context, user: str | None, as_json: bool) -> None:
 
 
 @cache.command("clear", context_settings=CONTEXT)
-@user_option
 @click.pass_context
-def cache_clear(ctx: click.Context, user: str | None) -> None:
-    """Empty the cache (memory and profiles are untouched)."""
-    app, _ = get_app(ctx, user)
+def cache_clear(ctx: click.Context) -> None:
+    """Empty the cache of all users (memory and profiles are untouched)."""
+    app, _ = get_app(ctx)
     removed = app.cache.clear()
-    click.echo(f"cache cleared: {removed} entries removed")
+    from stock_agent.ui.text import plural
+
+    click.echo(f"cache cleared: {plural(removed, 'entry', 'entries')} removed")
 
 
 # --------------------------------------------------------------------------- store
@@ -458,7 +540,6 @@ def store() -> None:
 
 
 @store.command("status", context_settings=CONTEXT)
-@user_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option(
     "--scan",
@@ -466,11 +547,24 @@ def store() -> None:
     help="Also count this agent's keys by kind (SCANs the whole keyspace: slow on a big server).",
 )
 @click.pass_context
-def store_status(ctx: click.Context, user: str | None, as_json: bool, scan: bool) -> None:
-    """Which store is in use, its memory, eviction policy, cache entries and the journal."""
+def store_status(ctx: click.Context, as_json: bool, scan: bool) -> None:
+    """Which store is in use, its memory, eviction policy, cache entries and the journal.
+
+    A stopped embedded server is reported as stopped, not started.
+    """
+    from stock_agent.store import embedded
     from stock_agent.ui.text import format_store_status
 
-    app, _ = get_app(ctx, user)
+    app, _ = get_app(ctx)
+    if app.settings.embedded:
+        state = embedded.status(app.settings.home)
+        if state.state == "stopped":
+            home = str(app.settings.home)
+            if as_json:
+                emit_json({"kind": "embedded", "state": "stopped", "home": home})
+            else:
+                click.echo(f"embedded store: stopped ({home}); any command that needs it starts it")
+            return
     status = app.status(count_keys=scan)
     if as_json:
         emit_json(status.to_dict())
@@ -527,6 +621,132 @@ def doctor(ctx: click.Context, user: str | None, repair: bool, all_users: bool) 
     if repair:
         ctx.exit(run_repair(app, None if all_users else user_id))
     ctx.exit(run_doctor(app, user_id))
+
+
+# --------------------------------------------------------------------------- models, keys, config
+
+
+def _env(ctx: click.Context) -> Mapping[str, str] | None:
+    env: Mapping[str, str] | None = ctx.find_root().obj["run"].get("env")
+    return env
+
+
+@cli.group("models", context_settings=CONTEXT, invoke_without_command=True)
+@click.pass_context
+def models_group(ctx: click.Context) -> None:
+    """The model server's models, the default marked with *; `models default NAME` sets it.
+
+    The default is STOCK_AGENT_MODEL from the environment or .env, else the user config.env
+    (`stock-agent keys path` shows its folder); -m/--model picks one for a run.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from stock_agent.ui.setup import format_models, list_models
+
+    app, _ = get_app(ctx)
+    click.echo(format_models(list_models(app.settings), app.settings.model))
+
+
+@models_group.command("default", context_settings=CONTEXT)
+@click.argument("name", required=False, metavar="[NAME]")
+@click.pass_context
+def models_default(ctx: click.Context, name: str | None) -> None:
+    """Show the default model, or make NAME the default (saved in the user config.env)."""
+    from stock_agent.config import load_settings, set_user_default, user_config_path
+
+    if name is None:
+        click.echo(load_settings(_env(ctx)).model)
+        return
+    from stock_agent.sanitize import strip_control_line
+
+    name = name.strip()
+    if not name or strip_control_line(name) != name or " " in name:
+        raise click.BadParameter(f"invalid model name {name!r}", param_hint="NAME")
+    path = user_config_path(_env(ctx))
+    set_user_default(path, "STOCK_AGENT_MODEL", name)
+    click.echo(f"default model: {name} (in {path})")
+    effective = load_settings(_env(ctx)).model
+    if effective != name:
+        click.echo(
+            f"note: STOCK_AGENT_MODEL={effective} in the environment or .env still wins", err=True
+        )
+
+
+@cli.group(context_settings=CONTEXT)
+def keys() -> None:
+    """API keys kept in the user config dir (readable by you only). The environment and .env
+    still win over a stored key."""
+
+
+@keys.command("set", context_settings=CONTEXT)
+@click.argument("name", type=click.Choice(["openai"]))
+@click.pass_context
+def keys_set(ctx: click.Context, name: str) -> None:
+    """Store the key NAME, typed at a hidden prompt or read from standard input."""
+    from stock_agent.config import keys_path, store_key
+    from stock_agent.errors import InvalidInput
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"{name} key", hide_input=True, default="", show_default=False)
+    else:
+        value = sys.stdin.readline()
+    value = value.strip()
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidInput(f"no usable {name} key given", fix="paste the key alone, on one line")
+    path = keys_path(_env(ctx))
+    store_key(path, name, value)
+    click.echo(f"{name} key saved in {path}")
+
+
+@keys.command("path", context_settings=CONTEXT)
+@click.pass_context
+def keys_path_command(ctx: click.Context) -> None:
+    """Print the file the keys are stored in."""
+    from stock_agent.config import keys_path
+
+    click.echo(str(keys_path(_env(ctx))))
+
+
+@keys.command("list", context_settings=CONTEXT)
+@click.pass_context
+def keys_list(ctx: click.Context) -> None:
+    """The names of the stored keys (never their values)."""
+    from stock_agent.config import keys_path, read_keys
+
+    for name in sorted(read_keys(keys_path(_env(ctx)))):
+        click.echo(name)
+
+
+@cli.group("config", context_settings=CONTEXT)
+def config_group() -> None:
+    """The effective configuration."""
+
+
+@config_group.command("show", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (secrets masked).")
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Each setting, its value and where it came from: environment, .env, keys.json,
+    config.env or default. Secrets are masked."""
+    from stock_agent.config import SECRET_SETTINGS, config_dir, resolve_env
+    from stock_agent.ui.setup import format_config, mask
+
+    values, sources = resolve_env(_env(ctx))
+    if as_json:
+        emit_json(
+            {
+                name: {
+                    "value": mask(name, v) if name in SECRET_SETTINGS else v,
+                    "source": sources[name],
+                }
+                for name, v in values.items()
+                if name in sources
+                and (name.startswith(("STOCK_AGENT_", "OPENAI_")) or name == "REDIS_URL")
+            }
+        )
+        return
+    click.echo(format_config(values, sources))
+    click.echo(f"(user config dir: {config_dir(_env(ctx))})")
 
 
 # --------------------------------------------------------------------------- watch
@@ -649,6 +869,42 @@ def mcp_command(
 # --------------------------------------------------------------------------- entry point
 
 
+# The group's options, also accepted after the subcommand (as git and httpie do).
+_GLOBAL_WITH_VALUE = ("--data-dir", "--timeout", "--color")
+_GLOBAL_FLAGS = ("--debug", "--no-color")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`analyze AAPL --data-dir X` -> `--data-dir X analyze AAPL`: the group's options found after
+    the subcommand move before it (never those after `--`, and never the words of a value)."""
+    head: list[str] = []
+    rest: list[str] = []
+    i = 0
+    seen_command = False
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0]
+        takes_value = name in (*_GLOBAL_WITH_VALUE, "--user") and "=" not in arg
+        if not seen_command and not arg.startswith("-"):
+            seen_command = True
+            rest.append(arg)
+        elif not seen_command or (
+            name in _GLOBAL_WITH_VALUE and i + (0 if "=" in arg else 1) < len(args)
+        ):
+            head.extend(args[i : i + 2] if takes_value else [arg])
+            i += 2 if takes_value else 1
+            continue
+        elif arg in _GLOBAL_FLAGS:
+            head.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return head + rest
+
+
 def _debug_requested(argv: list[str], env: Mapping[str, str]) -> bool:
     return "--debug" in argv or env.get("STOCK_AGENT_DEBUG", "") not in ("", "0")
 
@@ -658,7 +914,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     --debug, Ctrl-C exits 130. `env` replaces the process environment (and `.env`) for this
     run, so tests call `main([...], env={...})` in-process. Returns the exit status; as the
     console script (`argv` None) it leaves at once instead (see `exit_now`)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     run: dict[str, Any] = {"env": env}
     code = _run(args, run, debug=_debug_requested(args, os.environ if env is None else env))
     app = run.get("app")

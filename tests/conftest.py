@@ -128,6 +128,7 @@ def cli_env(valkey: ValkeyProcess, redis_client, short_tmp: Path) -> dict[str, s
         STOCK_AGENT_AGENT_ID="test_agent",
         STOCK_AGENT_HOME=str(short_tmp / "home"),
         STOCK_AGENT_DATA_DIR=str(MARKET_DATA),
+        STOCK_AGENT_CONFIG_DIR=str(short_tmp / "config"),  # never the user's own keys
         NO_COLOR="1",
         COLUMNS="100",
     )

@@ -238,7 +238,7 @@ def test_analyze_chart_writes_a_chart_per_symbol(cli_env: dict[str, str], tmp_pa
     ok(result)
     for symbol in ("AAPL", "TSLA"):
         path = tmp_path / f"d-{symbol}.png"
-        assert f"chart: {path} (1400x950)" in result.stderr
+        assert f"chart: {path} (1400×950)" in result.stderr
         image = Image.open(path)
         assert image.size == (1400, 950)
         assert (tmp_path / f"c-{symbol}.png").read_bytes() == path.read_bytes()
@@ -344,7 +344,7 @@ def test_chat_slash_chart(chat: Any, cli_env: dict[str, str], tmp_path: Path) ->
     target = tmp_path / "tsla.png"
     chat.sendline(f"/chart tsla {target}")
     marked = len(drop_days("TSLA", -0.05))
-    chat.expect_exact(f"chart of TSLA: {target} (1400x950, {marked} alert days marked)")
+    chat.expect_exact(f"chart of TSLA: {target} (1400×950, {marked} alert days marked)")
     chat.expect_exact("you>")
     assert Image.open(target).size == (1400, 950)
 

@@ -152,6 +152,7 @@ def test_profile_show_empty(cli_env: dict[str, str]) -> None:
         "notes": None,
         "updated_at": None,
         "symbol_alerts": [],
+        "currency": None,
     }
 
 
@@ -168,7 +169,7 @@ def test_profile_set_each_field(cli_env: dict[str, str]) -> None:
         "Profile of alice",
         "  preferred_symbols  NVDA, TSLA",
         "  alert_threshold    -5.00%  (alert on a 1-day drop of 5% or more)",
-        "  portfolio_size     250,000.00",
+        "  portfolio_size     250,000.00 USD",
         "  notes              long-term investor, dividends",
     ]
     assert len(lines) == 6 and lines[5].startswith("  updated            20")
@@ -182,6 +183,7 @@ def test_profile_set_each_field(cli_env: dict[str, str]) -> None:
         "portfolio_size": 250000.0,
         "notes": "long-term investor, dividends",
         "symbol_alerts": [],
+        "currency": None,
     }
 
     # The other spelling of a threshold, and `none` to clear a field.
@@ -210,9 +212,9 @@ def test_profile_add_and_remove_symbols(cli_env: dict[str, str]) -> None:
 def test_profile_reset(cli_env: dict[str, str], redis_client: Any) -> None:
     ok(run(cli_env, "profile", "add-symbol", "AAPL"))
     assert redis_client.exists(PROFILE_KEY)
-    assert ok(run(cli_env, "profile", "reset")) == "profile of alice deleted\n"
+    assert ok(run(cli_env, "profile", "reset", "--yes")) == "profile of alice deleted\n"
     assert not redis_client.exists(PROFILE_KEY)
-    assert ok(run(cli_env, "profile", "reset")) == "profile of alice was already empty\n"
+    assert ok(run(cli_env, "profile", "reset", "--yes")) == "profile of alice was already empty\n"
     assert ok(run(cli_env, "profile", "show")) == EMPTY_PROFILE_TEXT
 
 
@@ -317,7 +319,7 @@ def test_analyze_uses_the_profile_symbols(cli_env: dict[str, str]) -> None:
 
 def test_analyze_without_symbols_and_empty_profile(cli_env: dict[str, str]) -> None:
     line = one_error_line(run(cli_env, "analyze"), 2)
-    assert line.startswith("error: no symbols to analyse")
+    assert line.startswith("error: no symbols to analyze")
     assert "stock-agent profile add-symbol" in line
 
 
@@ -373,7 +375,7 @@ def test_analyze_narrated_by_the_model(
         text(narration),
     )
     ok(run(model_env, "profile", "set", "alert_threshold", "-5%"))
-    result = run(model_env, "analyze", "AAPL", "TSLA")
+    result = run(model_env, "analyze", "AAPL", "TSLA", "--narrate-only")
     assert ok(result) == narration + "\n"
     assert result.stderr == ""
 
@@ -407,7 +409,7 @@ def test_analyze_unknown_symbol_with_a_model(
     assert openai_server.requests == []  # the model is not asked about nothing
 
     openai_server.queue(tool_call("analyze_stocks", {"symbols": ["AAPL"]}), text("AAPL is fine."))
-    result = run(model_env, "analyze", "AAPL", "ZZZZ")
+    result = run(model_env, "analyze", "AAPL", "ZZZZ", "--narrate-only")
     assert result.returncode == 4
     assert result.stdout == "AAPL is fine.\n"
     assert result.stderr.startswith("error: unknown symbol ZZZZ") and result.stderr.count("\n") == 1
@@ -503,7 +505,7 @@ def test_redis_unreachable(cli_env: dict[str, str], args: list[str]) -> None:
         (
             ["profile", "set", "colour", "red"],
             "error: Invalid value for 'FIELD': 'colour' is not one of 'preferred_symbols', "
-            "'alert_threshold', 'portfolio_size', 'notes'. (see `stock-agent profile set --help`)",
+            "'alert_threshold', 'portfolio_size', 'currency', 'notes'. (see `stock-agent profile set --help`)",
         ),
         (
             ["analyze", "AAPL", "--bogus"],

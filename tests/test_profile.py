@@ -113,7 +113,7 @@ def test_amounts_parse(text, value):
         "1e309",
         "100kk",
         "$",
-        "1.5b",
+        "1.5t",
         True,
         0,
         -5.0,

@@ -113,7 +113,7 @@ def test_which_encodings_show_blocks(encoding: str, blocks: bool) -> None:
 
 
 def test_to_ascii_replaces_the_report_glyphs() -> None:
-    assert to_ascii("— × ▲ • ≈ · …", "ascii") == "- x ^ * ~ | ..."
+    assert to_ascii("— × ▼ • ≈ · …", "ascii") == "- x v * ~ | ..."
     assert to_ascii("café ☃", "ascii") == "caf? ?"
 
 

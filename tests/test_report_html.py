@@ -139,7 +139,7 @@ def test_the_page_has_every_part(page: tuple[Path, list[dict[str, object]]]) -> 
         assert f"Method: {position['method']}" in text
     tsla = next(a for a in report if a["symbol"] == "TSLA")
     (alert,) = tsla["alerts"]  # type: ignore[misc]
-    assert f"▲ {alert['text']}" in text
+    assert f"▼ {alert['text']}" in text
     assert "None: 1-day change +0.5% is above the threshold -5%." in text  # AAPL
 
 
@@ -206,7 +206,7 @@ def test_the_narration_is_on_the_page_when_a_model_is_configured(
     openai_server.queue(tool_call("analyze_stocks", {"symbols": ["AAPL", "TSLA"]}), text(narration))
     path = tmp_path / "narrated.html"
     result = run(model_env, "analyze", "AAPL", "TSLA", "--html", str(path))
-    assert ok(result) == narration + "\n"  # the terminal still gets the narration
+    assert ok(result).endswith("\n\n" + narration + "\n")  # the tables, then the narration
     markup = path.read_text(encoding="utf-8")
     assert "<p>AAPL is steady.</p>" in markup
     assert "<strong>TSLA</strong> fell about 6% yesterday." in markup

@@ -206,7 +206,7 @@ def _prepare(bars: pd.DataFrame, symbol: str, notes: list[str]) -> pd.DataFrame:
     if not isinstance(bars, pd.DataFrame):
         raise errors.DataSourceError(f"daily bars for {symbol} are not a table")
     if bars.empty:
-        raise errors.UnknownSymbol(symbol, "no daily bars to analyse")
+        raise errors.UnknownSymbol(symbol, "no daily bars to analyze")
     missing = [c for c in _COLUMNS if c not in bars.columns]
     if missing:
         raise errors.DataSourceError(f"daily bars for {symbol} lack {', '.join(missing)}")

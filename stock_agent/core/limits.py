@@ -20,6 +20,12 @@ MAX_NEWS = 20
 
 # Profile: the fields a user can set, and the free-text note's length.
 PROFILE_FIELDS = ("preferred_symbols", "alert_threshold", "portfolio_size", "notes")
+# What `profile set` accepts: the agent's fields plus the currency of portfolio_size (the
+# agent is not offered the currency, so its tool schema stays small).
+SETTABLE_PROFILE_FIELDS = (*PROFILE_FIELDS, "currency")
+DEFAULT_CURRENCY = "USD"
+# A portfolio_size above this is a typo, not a portfolio.
+MAX_PORTFOLIO_SIZE = 1e15
 MAX_NOTES = 2000
 # A note the model proposes (it enters every later system prompt, so it stays short).
 MAX_NOTES_FROM_MODEL = 300

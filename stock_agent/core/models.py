@@ -377,6 +377,7 @@ class Profile(Model):
     updated_at: float | None = None
     # per-symbol drop thresholds (they win over `alert_threshold` for their symbol), by symbol
     symbol_alerts: tuple[SymbolAlert, ...] = ()
+    currency: str | None = None  # of portfolio_size, an ISO code; None reads as USD
 
     @property
     def is_empty(self) -> bool:

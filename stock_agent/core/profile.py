@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 
+from stock_agent.core.limits import MAX_PORTFOLIO_SIZE
 from stock_agent.core.models import SymbolAlert
 from stock_agent.core.symbols import normalize_symbol
 from stock_agent.errors import InvalidInput
@@ -16,7 +17,7 @@ from stock_agent.errors import InvalidInput
 
 def parse_threshold(value: str | float) -> float:
     """`-5%` or `-0.05` -> -0.05. Must be a drop between 0 and -100%."""
-    text = str(value).strip().replace(" ", "")
+    text = str(value).strip().replace(" ", "").replace(MINUS_SIGN, "-")
     try:
         number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
@@ -39,11 +40,24 @@ def parse_symbol_alert(symbol: str, value: str | float) -> SymbolAlert:
     return SymbolAlert(normalize_symbol(symbol), parse_threshold(value))
 
 
-_AMOUNT_RE = re.compile(r"^[$€£¥]?([0-9][0-9_,]*(?:\.[0-9]+)?)([kKmM]?)$")
+# U+2212, what word processors and web pages print for a negative number.
+MINUS_SIGN = "\u2212"
+_AMOUNT_RE = re.compile(r"^[$€£¥]?([0-9][0-9_,]*(?:\.[0-9]+)?)([kKmMbB]?)$")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+def parse_currency(value: str) -> str:
+    """`usd` -> `USD`: an ISO 4217 code, three letters."""
+    code = str(value).strip().upper()
+    if not _CURRENCY_RE.fullmatch(code):
+        raise InvalidInput(
+            f"invalid currency {value!r}", fix="give a three-letter code such as USD, EUR or GBP"
+        )
+    return code
 
 
 def parse_amount(value: str | float) -> float:
-    """`100000`, `100,000`, `$250k`, `1.5m` -> a positive amount."""
+    """`100000`, `100,000`, `$250k`, `1.5m`, `2b` -> a positive amount, at most 1e15."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     else:
@@ -54,10 +68,15 @@ def parse_amount(value: str | float) -> float:
                 fix="give an amount such as 100000, 100k or 1.5m",
             )
         number = float(match.group(1).replace(",", "").replace("_", ""))
-        number *= {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
+        number *= {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[match.group(2).lower()]
     if not math.isfinite(number) or number <= 0:
         raise InvalidInput(
             f"portfolio_size must be a positive amount, got {value!r}", fix="e.g. 100000"
+        )
+    if number > MAX_PORTFOLIO_SIZE:
+        raise InvalidInput(
+            f"portfolio_size must be at most {MAX_PORTFOLIO_SIZE:g}, got {value!r}",
+            fix="give an amount such as 100000, 250k, 1.5m or 2b",
         )
     return number
 

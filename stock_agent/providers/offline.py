@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from stock_agent import errors
 from stock_agent.core.limits import HISTORY_DAYS
 from stock_agent.core.models import Fundamentals, NewsItem, Quote
-from stock_agent.core.symbols import normalize_symbol
+from stock_agent.core.symbols import dotted_form, normalize_symbol
 from stock_agent.providers import register
 from stock_agent.providers.base import (
     BAR_COLUMNS,
@@ -83,7 +83,7 @@ class CsvProvider:
     def identity(self, symbol: str) -> str:
         """The resolved file path with its size and mtime_ns, or the path and "missing": another
         folder, or a file written again, gives another identity."""
-        path = self._folder() / f"{normalize_symbol(symbol)}.csv"
+        path = _symbol_file(self._folder(), normalize_symbol(symbol))
         try:
             stat = path.stat()
         except OSError:
@@ -143,7 +143,7 @@ class CsvProvider:
     def _load(self, symbol: str) -> pd.DataFrame:
         import pandas as pd
 
-        path = self.data_dir / f"{symbol}.csv"
+        path = _symbol_file(self.data_dir, symbol)
         if not path.is_file():
             raise errors.UnknownSymbol(symbol, f"no file {path.name} in {self.data_dir}")
         try:
@@ -194,10 +194,21 @@ def _adjustment(adjusted: pd.Series, close: pd.Series) -> pd.Series:
     return ratio.fillna(1.0)
 
 
+def _symbol_file(folder: Path, symbol: str) -> Path:
+    """`SYMBOL.csv`; for a class share a file named with the dot (`BRK.B.csv`) serves too."""
+    path = folder / f"{symbol}.csv"
+    dotted = dotted_form(symbol)
+    if dotted is not None and not path.is_file() and (folder / f"{dotted}.csv").is_file():
+        return folder / f"{dotted}.csv"
+    return path
+
+
 def _names_a_symbol(path: Path) -> bool:
-    """Whether `path` is a file the provider would read for some symbol (`AAPL.csv`)."""
+    """Whether `path` is a file the provider would read for some symbol (`AAPL.csv`, and
+    `BRK.B.csv` for BRK-B)."""
     try:
-        return normalize_symbol(path.stem) == path.stem and path.is_file()
+        symbol = normalize_symbol(path.stem)
+        return path.stem in (symbol, dotted_form(symbol)) and path.is_file()
     except errors.InvalidSymbol:
         return False
 

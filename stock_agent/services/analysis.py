@@ -201,11 +201,11 @@ def choose_symbols(symbols: Sequence[str], profile: Profile, *, limit: int) -> l
     chosen = parse_symbols(list(symbols)) if symbols else list(profile.preferred_symbols)
     if not chosen:
         raise InvalidInput(
-            "no symbols to analyse",
+            "no symbols to analyze",
             fix="name some (`stock-agent analyze AAPL MSFT`) or save them (`stock-agent profile add-symbol AAPL`)",
         )
     if len(chosen) > limit:
         raise InvalidInput(
-            f"too many symbols ({len(chosen)})", fix=f"analyse at most {limit} at a time"
+            f"too many symbols ({len(chosen)})", fix=f"analyze at most {limit} at a time"
         )
     return chosen

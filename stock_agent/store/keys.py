@@ -45,7 +45,7 @@ def validate_id(value: str, kind: str = "id") -> str:
         shown = value if isinstance(value, str) and len(value) <= 80 else f"{str(value)[:77]}..."
         raise InvalidId(
             f"invalid {kind} {shown!r}",
-            fix=f"a {kind} uses letters, digits and _ . @ - only, 1 to 64 characters",
+            fix=f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} uses letters, digits and _ . @ - only, 1 to 64 characters",
         )
     return value
 

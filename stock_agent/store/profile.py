@@ -18,10 +18,16 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from stock_agent.core.limits import MAX_NOTES, MAX_PREFERRED_SYMBOLS, PROFILE_FIELDS
+from stock_agent.core.limits import (
+    MAX_NOTES,
+    MAX_PREFERRED_SYMBOLS,
+    PROFILE_FIELDS,
+    SETTABLE_PROFILE_FIELDS,
+)
 from stock_agent.core.models import Profile, SymbolAlert
 from stock_agent.core.profile import (
     parse_amount,
+    parse_currency,
     parse_symbol_alert,
     parse_symbols,
     parse_threshold,
@@ -119,19 +125,21 @@ class ProfileStore:
                 with contextlib.suppress(ValueError, TypeError):
                     values[name] = float(text)
         values["notes"] = raw.get("notes") or None
+        values["currency"] = raw.get("currency") or None
         values["symbol_alerts"] = _symbol_alerts(raw)
         return Profile(**values)
 
     def set_field(self, user_id: str, name: str, value: Any) -> Profile:
         """Set one field from text or a number; `None` or "" clears it."""
         key = self.keys.profile(user_id)
-        if name not in PROFILE_FIELDS:
+        if name not in SETTABLE_PROFILE_FIELDS:
             raise InvalidInput(
-                f"unknown profile field {name!r}", fix=f"use one of: {', '.join(PROFILE_FIELDS)}"
+                f"unknown profile field {name!r}",
+                fix=f"use one of: {', '.join(SETTABLE_PROFILE_FIELDS)}",
             )
-        if value is None or (
-            isinstance(value, str) and value.strip().lower() in ("", "none", "null")
-        ):
+        if isinstance(value, list) and len(value) == 1:  # `preferred_symbols none` clears too
+            value = value[0] if str(value[0]).strip().lower() in _CLEAR_WORDS else value
+        if value is None or (isinstance(value, str) and value.strip().lower() in _CLEAR_WORDS):
             with translated(self.client, key=key, keys=self.keys):
                 pipe = self.client.pipeline()
                 pipe.hdel(key, name)
@@ -150,6 +158,8 @@ class ProfileStore:
             encoded = repr(parse_threshold(value))
         elif name == "portfolio_size":
             encoded = repr(parse_amount(value))
+        elif name == "currency":
+            encoded = parse_currency(str(value))
         else:
             text = str(value).strip()
             if len(text) > MAX_NOTES:
@@ -218,6 +228,8 @@ class ProfileStore:
         with translated(self.client, key=key, keys=self.keys):
             return bool(self.client.delete(key))
 
+
+_CLEAR_WORDS = ("", "none", "null")
 
 # Per-symbol thresholds: one hash field each, `symbol_alert:{SYMBOL}` -> "-0.03".
 SYMBOL_ALERT_FIELD = "symbol_alert:"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from stock_agent.core.limits import MAX_SYMBOLS_PER_ANALYZE
+from stock_agent.ui.console import make_console
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,8 +38,22 @@ def run_analyze(
     no_llm: bool,
     chart: Path | None = None,
     html: Path | None = None,
+    fmt: str | None = None,
+    output: Path | None = None,
+    narrate_only: bool = False,
 ) -> int:
+    """Analyse and print: `fmt` table (default), json (also `as_json`), csv or md, to stdout or
+    to `output`. With a model, a table on stdout is followed by the model's narration
+    (`narrate_only`: the narration alone)."""
     from stock_agent.services.analysis import choose_symbols
+    from stock_agent.ui.export import format_from_path
+
+    if fmt is None:
+        fmt = "json" if as_json else (format_from_path(str(output)) if output else None) or "table"
+    elif as_json and fmt != "json":
+        from stock_agent.errors import InvalidInput
+
+        raise InvalidInput(f"--json and --format {fmt} disagree", fix="give one of them")
 
     # Checked before any work: a typo in a path fails at once, in one line.
     if chart is not None or html is not None:
@@ -51,7 +66,7 @@ def run_analyze(
 
     profile = app.profiles.get(user_id)
     chosen = choose_symbols(symbols, profile, limit=MAX_SYMBOLS_PER_ANALYZE)
-    narrate = not as_json and not no_llm and app.settings.model_configured
+    narrate = fmt == "table" and output is None and not no_llm and app.settings.model_configured
 
     # Computed first even when the model narrates: a symbol the data source does not know fails
     # here in one line, before the model is asked, and the agent's tool call then reads the
@@ -65,23 +80,20 @@ def run_analyze(
     if not results and len(errors) == 1:
         raise errors[0]
     narration = None
-    if narrate:
-        if results:
-            narration = _narrate(app, user_id, [r.symbol for r in results], profile)
-    elif as_json:
-        click.echo(
-            json.dumps(
-                [r.to_dict() for r in results], indent=2, ensure_ascii=False, allow_nan=False
-            )
-        )
+    if fmt != "table":
+        _export(results, fmt, output)
+    elif output is not None:
+        _write_tables(app, results, output)
     else:
-        from rich.console import Console
+        if results and not (narrate and narrate_only):
+            from stock_agent.ui.render import fetch_closes, print_report
 
-        from stock_agent.ui.render import fetch_closes, print_report
-
-        console = Console(highlight=False)
-        if results:
+            console = make_console(highlight=False)
             print_report(console, results, fetch_closes(app.market, [r.symbol for r in results]))
+            if narrate:
+                click.echo()
+        if narrate and results:
+            narration = _narrate(app, user_id, [r.symbol for r in results], profile)
         if results and not app.settings.model_configured:  # only after a report
             click.echo(ENABLE_NARRATION, err=True)
     if results and (chart is not None or html is not None):
@@ -93,15 +105,59 @@ def run_analyze(
     return 0
 
 
-def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> str:
-    """Stream the agent's narration; return its text (for the --html page)."""
+def _export(results: list[Analysis], fmt: str, output: Path | None) -> None:
+    """JSON, CSV or Markdown on stdout, or written to `output` (named on stderr)."""
+    from stock_agent.ui.export import to_csv, to_markdown
+
+    if fmt == "json":
+        text = (
+            json.dumps(
+                [r.to_dict() for r in results], indent=2, ensure_ascii=False, allow_nan=False
+            )
+            + "\n"
+        )
+    else:
+        text = to_csv(results) if fmt == "csv" else to_markdown(results)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    _write(output, text)
+
+
+def _write_tables(app: App, results: list[Analysis], output: Path) -> None:
+    """The tables as plain text in a file (no colours, 100 columns)."""
+    import io
+
     from rich.console import Console
 
+    from stock_agent.ui.render import fetch_closes, print_report
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, color_system=None, highlight=False)
+    if results:
+        print_report(console, results, fetch_closes(app.market, [r.symbol for r in results]))
+    _write(output, buffer.getvalue())
+
+
+def _write(output: Path, text: str) -> None:
+    from stock_agent.errors import InvalidInput
+
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot write {output}: {exc.strerror or exc}", fix="choose a writable --output path"
+        ) from None
+    click.echo(f"written: {output}", err=True)
+
+
+def _narrate(app: App, user_id: str, symbols: list[str], profile: Profile) -> str:
+    """Stream the agent's narration; return its text (for the --html page)."""
     from stock_agent.agent.prompts import analyze_request
     from stock_agent.ui.stream import StreamRenderer
 
     interactive = sys.stdout.isatty()
-    console = Console(highlight=False) if interactive else None
+    console = make_console(highlight=False) if interactive else None
     renderer = StreamRenderer(console, plain=not interactive)
     # The profile is in the system prompt; this job needs only the analysis tools.
     agent = app.agent(only_tools=narration_tools(symbols))
@@ -140,7 +196,7 @@ def _pictures(
         paths = chart_paths(chart, [c.symbol for c in drawn])
         for c in drawn:
             paths[c.symbol].write_bytes(c.png)
-            click.echo(f"chart: {paths[c.symbol]} ({c.width}x{c.height})", err=True)
+            click.echo(f"chart: {paths[c.symbol]} ({c.width}×{c.height})", err=True)
     if html is not None:
         source = source_name(app.provider.name)
         if app.settings.data_dir is not None:

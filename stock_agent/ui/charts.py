@@ -456,4 +456,4 @@ def chart_command(app: App, user_id: str, line: str) -> str:
     )
     marked = len(chart.alert_days)
     alerts = f", {marked} alert day{'s' if marked != 1 else ''} marked" if marked else ""
-    return f"chart of {symbol}: {path.resolve()} ({chart.width}x{chart.height}{alerts})"
+    return f"chart of {symbol}: {path.resolve()} ({chart.width}×{chart.height}{alerts})"

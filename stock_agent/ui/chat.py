@@ -23,6 +23,7 @@ from stock_agent.errors import ModelNotConfigured, StockAgentError, StoreUnavail
 from stock_agent.sanitize import strip_control, strip_control_line
 from stock_agent.store.keys import validate_id
 from stock_agent.ui.progress import stop_fetches_on_ctrl_c
+from stock_agent.ui.text import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -328,12 +329,12 @@ def _piped_lines(state: ChatState) -> None:
 def _interactive(state: ChatState, resumed: bool) -> None:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, InMemoryHistory
-    from rich.console import Console
 
     from stock_agent.store.turns import TurnNotSaved
+    from stock_agent.ui.console import make_console
 
     app = state.app
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
 
     def load() -> tuple[ChatAgent, StreamRenderer]:
         # The model stack (LangChain, the OpenAI client) takes a second or more to import: it
@@ -355,7 +356,7 @@ def _interactive(state: ChatState, resumed: bool) -> None:
     if resumed:
         try:
             count = app.sessions.count_messages(state.user_id, state.session_id)
-            how = f"resumed ({count} messages)" if count else "new"
+            how = f"resumed ({plural(count, 'message', 'messages')})" if count else "new"
         except Exception as exc:  # e.g. a damaged key: say so, and keep the chat (/new works)
             trouble = store_trouble(state, exc)
             if trouble is None:

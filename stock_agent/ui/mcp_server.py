@@ -391,7 +391,7 @@ class StockTools:
             if isinstance(e, StockAgentError)
         ]
         if not batch.analyses:
-            return failed("; ".join(e["error"] for e in errors) or "error: nothing analysed")
+            return failed("; ".join(e["error"] for e in errors) or "error: nothing analyzed")
         lines = [analysis_summary(a) for a in batch.analyses]
         lines += [f"{e['symbol']}: {e['error']}" for e in errors]
         structured = {

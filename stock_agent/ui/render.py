@@ -70,11 +70,11 @@ class SummaryLayout:
     left_out: tuple[str, ...]
 
 
-def _alert_cell(a: Analysis, up: str) -> tuple[str, float | None]:
+def _alert_cell(a: Analysis, down: str) -> tuple[str, float | None]:
     if not a.alerts:
         return "none", None
     alert = a.alerts[0]
-    return f"{up} {fmt_pct(alert.threshold, 0)}", -1.0
+    return f"{down} {fmt_pct(alert.threshold, 0)}", -1.0
 
 
 def _spark_cell(
@@ -90,7 +90,7 @@ def _summary_columns(
     closes: Mapping[str, Sequence[float]],
     ascii_only: bool,
 ) -> list[_Column]:
-    up = "^" if ascii_only else "▲"
+    down = "v" if ascii_only else "▼"  # an alert is a drop
     trend_sign = {"up": 1.0, "down": -1.0}
     return [
         _Column("Symbol", [(a.symbol, None) for a in analyses]),
@@ -105,7 +105,7 @@ def _summary_columns(
         _Column("RSI", [(fmt_num(a.indicators.rsi_14, 1), None) for a in analyses]),
         _Column("Trend", [(a.trend or "—", trend_sign.get(a.trend or "")) for a in analyses]),
         _Column("vs 52w high", [(fmt_pct(a.pct_from_high_52w), None) for a in analyses]),
-        _Column("Alert", [_alert_cell(a, up) for a in analyses]),
+        _Column("Alert", [_alert_cell(a, down) for a in analyses]),
     ]
 
 
@@ -269,7 +269,7 @@ def symbol_panel(
         parts.extend(Text(f"  • {s.text}") for s in a.signals)
     if a.alerts:
         parts.append(Text(""))
-        parts.extend(Text(f"  ▲ {al.text}", style="bold red") for al in a.alerts)
+        parts.extend(Text(f"  ▼ {al.text}", style="bold red") for al in a.alerts)
     position = a.position
     if position:
         parts.append(Text(""))
@@ -329,7 +329,7 @@ def _print_report(
 
 # What the report's own glyphs become on a terminal that cannot show them.
 _ASCII_GLYPHS = str.maketrans(
-    {"—": "-", "–": "-", "×": "x", "▲": "^", "•": "*", "≈": "~", "·": "|", "…": "...", "≤": "<="}
+    {"—": "-", "–": "-", "×": "x", "▼": "v", "•": "*", "≈": "~", "·": "|", "…": "...", "≤": "<="}
 )
 
 

@@ -91,7 +91,7 @@ def _summary(analyses: Sequence[Analysis]) -> str:
         trend = a.trend or "—"
         trend_cell = _signed({"up": 1.0, "down": -1.0}.get(trend), trend)
         alert = (
-            f'<span class="alert">▲ {_e(fmt_pct(a.alerts[0].threshold, 0))}</span>'
+            f'<span class="alert">▼ {_e(fmt_pct(a.alerts[0].threshold, 0))}</span>'
             if a.alerts
             else "none"
         )
@@ -146,7 +146,7 @@ def _levels_table(a: Analysis) -> str:
 
 def _alerts(a: Analysis, threshold: float | None) -> str:
     if a.alerts:
-        items = "".join(f'<li class="alert">▲ {_e(al.text)}</li>' for al in a.alerts)
+        items = "".join(f'<li class="alert">▼ {_e(al.text)}</li>' for al in a.alerts)
         return f"<h3>Alerts</h3><ul>{items}</ul>"
     if threshold is None:
         why = "no alert threshold in the profile (stock-agent profile set alert_threshold -5%)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from stock_agent.core.limits import DEFAULT_CURRENCY
 from stock_agent.sanitize import strip_control, strip_control_line
 
 if TYPE_CHECKING:
@@ -31,7 +32,9 @@ def format_profile(user_id: str, profile: Profile) -> str:
         ("alert_threshold", threshold),
         (
             "portfolio_size",
-            f"{profile.portfolio_size:,.2f}" if profile.portfolio_size else "not set",
+            f"{profile.portfolio_size:,.2f} {profile.currency or DEFAULT_CURRENCY}"
+            if profile.portfolio_size
+            else "not set",
         ),
         ("notes", strip_control_line(profile.notes) if profile.notes else "none"),
     ]
