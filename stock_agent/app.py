@@ -24,6 +24,7 @@ from stock_agent.core.limits import MAX_SYMBOLS_PER_ANALYZE
 from stock_agent.store.keys import KeySpace, validate_id
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
     from types import TracebackType
 
     from stock_agent.agent.agent import ChatAgent
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from stock_agent.store.turns import TurnSaver
 
 log = logging.getLogger("stock_agent")
+# Threads of the pool `aanalyze` runs data fetches in: bounded, so 200 concurrent requests
+# queue instead of opening 200 connections to the data source at once.
+ASYNC_WORKERS = 8
 
 
 class App:
@@ -70,6 +74,29 @@ class App:
 
     def __enter__(self) -> App:
         return self
+
+    async def __aenter__(self) -> App:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """`close` from async code: the asyncio client is closed on its loop, the rest (the
+        journal of unsaved turns, the sync pool) in a worker thread."""
+        if "backend" in self.__dict__:
+            await self.backend.aclose()
+        executor = self.__dict__.pop("_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False)
+        import asyncio
+
+        await asyncio.to_thread(self.close)
 
     def __exit__(
         self,
@@ -124,6 +151,7 @@ class App:
             self.keys,
             ttl=self.settings.session_ttl,
             window=self.settings.history_window,
+            aclient=lambda: self.backend.aclient,
         )
         self.__dict__["sessions"] = store  # the replay below saves through it
         self._replay_at_start()
@@ -265,6 +293,28 @@ class App:
     def analyze(self, symbols: Sequence[str], *, user_id: str | None = None) -> AnalysisBatch:
         """Analyse `symbols` (personalised with `user_id`'s profile when given). Iterating the
         result gives the typed `Analysis` of each symbol that worked; `.errors` the others."""
+        self._check_analyze(symbols, user_id)
+        return self.analysis.analyze(symbols, user_id=user_id)
+
+    async def aanalyze(
+        self, symbols: Sequence[str], *, user_id: str | None = None
+    ) -> AnalysisBatch:
+        """`analyze` from async code: the same checks, the fetches and the analysis in this
+        App's bounded thread pool (`ASYNC_WORKERS` threads), so the event loop never waits."""
+        import asyncio
+        import functools
+
+        self._check_analyze(symbols, user_id)
+        call = functools.partial(self.analysis.analyze, list(symbols), user_id=user_id)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    @cached_property
+    def _executor(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(ASYNC_WORKERS, thread_name_prefix="stock-agent")
+
+    def _check_analyze(self, symbols: Sequence[str], user_id: str | None) -> None:
         if user_id is not None:
             validate_id(user_id, "user id")
         if len(symbols) > MAX_SYMBOLS_PER_ANALYZE:
@@ -274,7 +324,6 @@ class App:
                 f"too many symbols ({len(symbols)})",
                 fix=f"analyze at most {MAX_SYMBOLS_PER_ANALYZE} at a time",
             )
-        return self.analysis.analyze(symbols, user_id=user_id)
 
     # -- the agent -------------------------------------------------------------------------
 

@@ -15,16 +15,23 @@ that history preloaded, so its end-of-run callback (whose errors LangChain swall
 collects the turn's messages. The wrapper wraps a small turn function: its input is the
 user's text, its history arrives as a list, its output is the final answer as one
 `AIMessage`. The tool-call trail of a turn is not kept: tool results are cached in Redis.
+
+Async: `aask` and `astream` are `ask` on the event loop. They share its preparation and its
+reply handling; the read and the save are awaited on `redis.asyncio`, the model call is the
+async OpenAI client, and the tools (sync data fetches) run in LangChain's bounded executor
+thread pool, so nothing blocks the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableConfig, RunnableLambda
 
@@ -40,7 +47,7 @@ if TYPE_CHECKING:
 
     from stock_agent.services.market import Listener
     from stock_agent.store.history import SessionHistory
-    from stock_agent.store.sessions import SessionStore
+    from stock_agent.store.sessions import SessionStore, TurnMemory
     from stock_agent.store.turns import TurnSaver
 
 # Model calls plus tool calls in one turn; a loop past this is cut off.
@@ -95,7 +102,7 @@ class ChatAgent:
             # Deprecated in langchain-core 1.x; kept deliberately (see the module docstring).
             warnings.simplefilter("ignore")
             self.runnable = RunnableWithMessageHistory(
-                RunnableLambda(self._turn, name="stock_agent_turn"),
+                RunnableLambda(self._turn, afunc=self._aturn, name="stock_agent_turn"),
                 _the_history,
                 input_messages_key="input",
                 history_messages_key="history",
@@ -116,18 +123,65 @@ class ChatAgent:
         result = self.graph.invoke({"messages": messages}, config=config, context=inputs["context"])
         return final_answer(result["messages"])
 
+    async def _aturn(self, inputs: dict[str, Any], config: RunnableConfig) -> AIMessage:
+        messages = self._messages(inputs["profile"], inputs.get("history", []), inputs["input"])
+        result = await self.graph.ainvoke(
+            {"messages": messages}, config=config, context=inputs["context"]
+        )
+        return final_answer(result["messages"])
+
+    def _explained(self, exc: Exception) -> StockAgentError | None:
+        if isinstance(exc, StockAgentError) or self.explain_error is None:
+            return None
+        return self.explain_error(exc)
+
     def _run(self, call: Callable[[], Any]) -> Any:
         try:
             return call()
-        except StockAgentError:
-            raise
-        except KeyboardInterrupt:
-            raise
         except Exception as exc:
-            explained = self.explain_error(exc) if self.explain_error else None
+            explained = self._explained(exc)
             if explained is not None:
                 raise explained from exc
             raise
+
+    async def _arun(self, call: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await call
+        except Exception as exc:
+            explained = self._explained(exc)
+            if explained is not None:
+                raise explained from exc
+            raise
+
+    def _memory(self) -> SessionStore:
+        if self.sessions is None:
+            raise StockAgentError(
+                "this agent has no memory", fix="use run_once, or build it with a session store"
+            )
+        return self.sessions
+
+    def _prepare(
+        self,
+        memory: TurnMemory,
+        text: str,
+        user_id: str,
+        session_id: str,
+        callbacks: list[BaseCallbackHandler] | None,
+        on_fetch: Listener | None,
+        confirm: ConfirmChange | None,
+    ) -> tuple[dict[str, Any], RunnableConfig]:
+        """The turn's inputs and config, from the memory it read (shared by ask and aask)."""
+        if self.saver is not None:  # this session's turns still waiting to be saved, in the window
+            memory.history.preloaded = self.saver.with_kept(user_id, session_id, memory.messages)
+        context = AgentContext(
+            user_id=user_id, session_id=session_id, on_fetch=on_fetch, confirm=confirm
+        )
+        config: RunnableConfig = {
+            "configurable": {"history": memory.history},
+            "callbacks": callbacks or [],
+            "recursion_limit": RECURSION_LIMIT,
+        }
+        return {"input": text, "profile": memory.profile, "context": context}, config
 
     def ask(
         self,
@@ -142,33 +196,77 @@ class ChatAgent:
         """One remembered turn for `user_id`: the model sees the session's window and the
         user's profile; the turn is saved once the answer is complete. A profile change the
         model proposes is saved only when `confirm(change)` says yes (no `confirm`: refused)."""
-        if self.sessions is None:
-            raise StockAgentError(
-                "this agent has no memory", fix="use run_once, or build it with a session store"
-            )
+        sessions = self._memory()
         if self.saver is not None:
             self.saver.before_turn()  # turns kept after a failed save go first: this read sees them
-        memory = self.sessions.read_turn(user_id, session_id)  # validates both ids
-        if self.saver is not None:  # this session's turns still waiting to be saved, in the window
-            memory.history.preloaded = self.saver.with_kept(user_id, session_id, memory.messages)
-        context = AgentContext(
-            user_id=user_id, session_id=session_id, on_fetch=on_fetch, confirm=confirm
+        memory = sessions.read_turn(user_id, session_id)  # validates both ids
+        inputs, config = self._prepare(
+            memory, text, user_id, session_id, callbacks, on_fetch, confirm
         )
-        config: RunnableConfig = {
-            "configurable": {"history": memory.history},
-            "callbacks": callbacks or [],
-            "recursion_limit": RECURSION_LIMIT,
-        }
-        inputs = {"input": text, "profile": memory.profile, "context": context}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             answer = self._run(lambda: self.runnable.invoke(inputs, config=config))
         reply = answer.text if isinstance(answer, BaseMessage) else str(answer)
         if self.saver is None:
-            self.sessions.save_turn(user_id, session_id, memory.history.pending)
+            sessions.save_turn(user_id, session_id, memory.history.pending)
         else:  # a failed save keeps the turn and raises TurnNotSaved, which carries the reply
             self.saver.save(user_id, session_id, memory.history.pending, answer=reply)
         return reply
+
+    async def aask(
+        self,
+        text: str,
+        *,
+        user_id: str,
+        session_id: str,
+        callbacks: list[BaseCallbackHandler] | None = None,
+        on_fetch: Listener | None = None,
+        confirm: ConfirmChange | None = None,
+    ) -> str:
+        """`ask` on the event loop: the same turn, its read and save awaited on the asyncio
+        client. Many users' turns may run at once in one loop."""
+        sessions = self._memory()
+        if self.saver is not None and self.saver.waiting:  # rare: older turns to write first
+            await asyncio.to_thread(self.saver.before_turn)
+        memory = await sessions.aread_turn(user_id, session_id)  # validates both ids
+        inputs, config = self._prepare(
+            memory, text, user_id, session_id, callbacks, on_fetch, confirm
+        )
+        answer = await self._arun(self.runnable.ainvoke(inputs, config=config))
+        reply = answer.text if isinstance(answer, BaseMessage) else str(answer)
+        if self.saver is None:
+            await sessions.asave_turn(user_id, session_id, memory.history.pending)
+        else:
+            await self.saver.asave(user_id, session_id, memory.history.pending, answer=reply)
+        return reply
+
+    async def astream(
+        self,
+        text: str,
+        *,
+        user_id: str,
+        session_id: str,
+        on_fetch: Listener | None = None,
+        confirm: ConfirmChange | None = None,
+    ) -> AsyncIterator[str]:
+        """`aask` as an async iterator of the answer's text chunks as the model streams them
+        (for servers). The turn is saved when the iterator ends; its errors are raised there.
+        Leaving the loop early cancels the turn (nothing is saved)."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        task = asyncio.ensure_future(
+            self.aask(
+                text, user_id=user_id, session_id=session_id, on_fetch=on_fetch,
+                confirm=confirm, callbacks=[_TokenQueue(queue)],
+            )  # fmt: skip
+        )
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (chunk := await queue.get()) is not None:
+                yield chunk
+            await task  # its error, if any
+        finally:
+            if not task.done():
+                task.cancel()
 
     def run_once(
         self,
@@ -187,3 +285,14 @@ class ChatAgent:
             lambda: self.graph.invoke({"messages": messages}, config=config, context=context)
         )
         return final_answer(result["messages"]).text
+
+
+class _TokenQueue(AsyncCallbackHandler):
+    """Puts each streamed text token of the model on a queue (`ChatAgent.astream`)."""
+
+    def __init__(self, queue: asyncio.Queue[str | None]) -> None:
+        self.queue = queue
+
+    async def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+        if isinstance(token, str) and token:  # tool-call chunks carry no text
+            self.queue.put_nowait(token)

@@ -23,6 +23,8 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 # cluster's node timeout; the attempts (about 2.5 s with backoff) ride out a quick failover,
 # and the turn saver keeps a turn whose save outlasts them.
 CLUSTER_RETRIES = 6
+# Connections per node of the asyncio cluster client (see `make_async_cluster_client`).
+ASYNC_CLUSTER_CONNECTIONS = 512
 
 
 def is_cluster_url(url: str | None) -> bool:
@@ -124,10 +126,14 @@ def make_async_cluster_client(url: str, max_connections: int = 32) -> redis.asyn
     from redis.backoff import ExponentialBackoff
 
     parsed = parse_cluster_url(url)
+    options = _options(parsed, max_connections)
+    # Its per-node pools fail at once when full (they cannot wait): sized for many
+    # concurrent turns per event loop. Idle asyncio connections cost a socket each.
+    options["max_connections"] = max(max_connections, ASYNC_CLUSTER_CONNECTIONS)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), CLUSTER_RETRIES),
-        **_options(parsed, max_connections),
+        **options,
     )
 
 

@@ -108,7 +108,12 @@ def make_async_client(url: str, max_connections: int = 32) -> redis.asyncio.Redi
     import redis.asyncio
     from redis.asyncio.retry import Retry
 
-    return redis.asyncio.Redis.from_url(url, **client_options(url, max_connections, Retry))
+    # A blocking pool: with more concurrent turns than connections, a command waits for a
+    # free connection (up to the socket timeout's order) instead of failing at once.
+    options = client_options(url, max_connections, Retry)
+    options.pop("maint_notifications_config", None)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=20, **options)
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 def client_options(url: str, max_connections: int, retry_class: Any) -> dict[str, Any]:

@@ -10,6 +10,9 @@
   `add_messages` only collects, so the LangChain wrapper's end-of-run callback (whose errors
   LangChain swallows) never writes.
 - Contained: a stored entry that does not decode is skipped with one warning; the rest loads.
+- Async too: `aget_messages` / `aadd_messages` (and `asave`) run the same commands on the
+  `redis.asyncio` client (a cluster client on a cluster); the commands and the decoding are
+  shared with the sync methods, so the two cannot drift apart.
 - Interoperable: same encoding and order as `langchain_community`'s `RedisChatMessageHistory`
   (LPUSH of `json.dumps(message_to_dict(m))`, newest first), so either reads the other's data.
 """
@@ -30,6 +33,7 @@ from langchain_core.messages import BaseMessage, message_to_dict, messages_from_
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
     from stock_agent.store.keys import KeySpace
 
@@ -142,6 +146,7 @@ class SessionHistory(BaseChatMessageHistory):
         window: int,
         clock: Callable[[], float] = time.time,
         preloaded: list[BaseMessage] | None = None,
+        aclient: redis.asyncio.Redis | None = None,
     ) -> None:
         if window < 2:
             raise ValueError("window must hold at least one exchange (2 messages)")
@@ -157,6 +162,7 @@ class SessionHistory(BaseChatMessageHistory):
         self.pending: list[BaseMessage] = []
         # register_script only hashes the text (no I/O); the call uses EVALSHA, EVAL once if unknown
         self._append = client.register_script(_APPEND_TURN)
+        self.aclient = aclient  # for the async methods (None: they fall back to the sync ones)
 
     def queue_read(self, pipe: Any) -> int:
         """Add this history's read (window, TTL slide, index slide) to `pipe`; returns how many
@@ -196,13 +202,11 @@ class SessionHistory(BaseChatMessageHistory):
             return
         self.save(messages)
 
-    def save(self, messages: Sequence[BaseMessage]) -> None:
-        """Write `messages` now (one script call); raises what Redis raises."""
-        if not messages:
-            return
-        self._append(
-            keys=[self.key, self.index_key],
-            args=[
+    def _save_call(self, messages: Sequence[BaseMessage]) -> tuple[list[str], list[Any]]:
+        """The save script's keys and arguments (shared by `save` and `asave`)."""
+        return (
+            [self.key, self.index_key],
+            [
                 self.ttl,
                 self.window,
                 repr(self.clock()),
@@ -211,6 +215,47 @@ class SessionHistory(BaseChatMessageHistory):
                 *(encode(m) for m in messages),
             ],
         )
+
+    def save(self, messages: Sequence[BaseMessage]) -> None:
+        """Write `messages` now (one script call); raises what Redis raises."""
+        if not messages:
+            return
+        keys, args = self._save_call(messages)
+        self._append(keys=keys, args=args)
+
+    def _async_client(self) -> redis.asyncio.Redis:
+        if self.aclient is None:
+            raise RuntimeError("this history has no asyncio client")
+        return self.aclient
+
+    async def asave(self, messages: Sequence[BaseMessage]) -> None:
+        """`save` on the asyncio client: the same script call, awaited."""
+        if not messages:
+            return
+        script = self._async_client().register_script(_APPEND_TURN)
+        keys, args = self._save_call(messages)
+        await script(keys=keys, args=args)
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """`messages`, awaited: the same pipelined read on the asyncio client."""
+        if self.preloaded is not None or self.aclient is None:
+            return self.messages
+        pipe = self.aclient.pipeline(transaction=False)
+        self.queue_read(pipe)
+        replies = await pipe.execute(raise_on_error=False)
+        from stock_agent.store.errors import raise_reply
+
+        raise_reply(replies[0], key=self.key)
+        return self.decode(replies[0])
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """`add_messages`, awaited (a preloaded history only collects, as there)."""
+        if not messages:
+            return
+        if self.preloaded is not None or self.aclient is None:
+            self.add_messages(messages)
+            return
+        await self.asave(messages)
 
     def clear(self) -> None:
         pipe = self.client.pipeline(transaction=True)

@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from stock_agent.store.keys import is_valid_id, validate_id
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
     from langchain_core.messages import BaseMessage
 
     from stock_agent.core.models import Profile
@@ -84,8 +85,19 @@ class SessionStore:
     `read_turn` is the one read of a turn (history window + TTL slide + profile: one round
     trip); `save_turn` the one write (one atomic script call)."""
 
-    def __init__(self, client: redis.Redis, keys: KeySpace, *, ttl: int, window: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: KeySpace,
+        *,
+        ttl: int,
+        window: int,
+        aclient: Callable[[], redis.asyncio.Redis] | None = None,
+    ) -> None:
         self.client = client
+        # The asyncio client of the same store, for `aread_turn` / `asave_turn` (made on first
+        # async use: a sync command never creates one).
+        self._aclient = aclient
         self.keys = keys
         self.ttl = ttl
         self.window = window
@@ -117,16 +129,45 @@ class SessionStore:
         memory full) does not fail the read; a failed read of the list does, typed. A
         wrong-type index fails it too (the turn could not be saved); a wrong-type profile
         reads as an empty one, with one warning."""
+        history = self.history(user_id, session_id)
+        pipe = self.client.pipeline(transaction=False)
+        self._queue_turn_read(pipe, history)
+        return self._turn_memory(history, pipe.execute(raise_on_error=False))
+
+    async def aread_turn(self, user_id: str, session_id: str) -> TurnMemory:
+        """`read_turn` on the asyncio client: the same pipeline, awaited, the same decoding."""
+        client = self.async_client()
+        history = self.history(user_id, session_id)
+        history.aclient = client
+        pipe = client.pipeline(transaction=False)
+        self._queue_turn_read(pipe, history)
+        return self._turn_memory(history, await pipe.execute(raise_on_error=False))
+
+    async def asave_turn(
+        self, user_id: str, session_id: str, messages: Sequence[BaseMessage]
+    ) -> None:
+        """`save_turn`, awaited (the same script on the asyncio client). Raises on failure."""
+        history = self.history(user_id, session_id)
+        history.aclient = self.async_client()
+        await history.asave(messages)
+
+    def async_client(self) -> redis.asyncio.Redis:
+        if self._aclient is None:
+            raise RuntimeError("this session store has no asyncio client")
+        return self._aclient()
+
+    def _queue_turn_read(self, pipe: Any, history: SessionHistory) -> None:
+        """The turn's one read (window, TTL slides, profile) into `pipe`, sync or async: on a
+        cluster every key has the user's hash tag, so the pipeline goes to one node."""
+        history.queue_read(pipe)
+        pipe.hgetall(self.keys.profile(history.user_id))
+
+    def _turn_memory(self, history: SessionHistory, replies: list[Any]) -> TurnMemory:
         from stock_agent.store.profile import ProfileStore
 
         if self._profiles is None:
             self._profiles = ProfileStore(self.client, self.keys)
-        history = self.history(user_id, session_id)
-        pipe = self.client.pipeline(transaction=False)
-        history.queue_read(pipe)
-        profile_key = self.keys.profile(user_id)
-        pipe.hgetall(profile_key)
-        replies = pipe.execute(raise_on_error=False)
+        profile_key = self.keys.profile(history.user_id)
         raw, fields = replies[0], replies[-1]
         raise_reply(raw, client=self.client, key=history.key, keys=self.keys)
         if any(is_wrong_type(reply) for reply in replies[1:-1]):  # the index's ZADD or EXPIRE

@@ -19,6 +19,7 @@ turn them into the journal's dicts and back (`message_to_dict`, `messages_from_d
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -254,10 +255,44 @@ class TurnSaver:
                 return
             except Exception as exc:
                 failed = self.explain(exc, user_id, session_id)
-                with self._lock:
-                    self._keep(user_id, session_id, messages, failed)
-                    kept = len(self._kept)
-                raise TurnNotSaved(failed, kept=kept, answer=answer) from exc
+                raise self._kept_now(user_id, session_id, messages, failed, answer) from exc
+        self._save_waiting(user_id, session_id, messages, answer)
+
+    async def asave(
+        self, user_id: str, session_id: str, messages: Sequence[Any], *, answer: str = ""
+    ) -> None:
+        """`save` from async code: the healthy path awaits the one script call on the asyncio
+        client; explaining a failure and writing what waits (rare paths that take the lock
+        and may retry) run in a worker thread, so the event loop never waits on them."""
+        if not messages:
+            return
+        if not self.waiting:
+            try:
+                await self.sessions.asave_turn(user_id, session_id, messages)
+                return
+            except Exception as exc:
+                failed = await asyncio.to_thread(self.explain, exc, user_id, session_id)
+                raise self._kept_now(user_id, session_id, messages, failed, answer) from exc
+        await asyncio.to_thread(self._save_waiting, user_id, session_id, messages, answer)
+
+    def _kept_now(
+        self,
+        user_id: str,
+        session_id: str,
+        messages: Sequence[Any],
+        failed: SaveFailure,
+        answer: str,
+    ) -> TurnNotSaved:
+        """Keep a turn whose save just failed; the error to raise for it."""
+        with self._lock:
+            self._keep(user_id, session_id, messages, failed)
+            kept = len(self._kept)
+        return TurnNotSaved(failed, kept=kept, answer=answer)
+
+    def _save_waiting(
+        self, user_id: str, session_id: str, messages: Sequence[Any], answer: str
+    ) -> None:
+        """Save a turn while older ones wait: they go first (see `save`)."""
         with self._lock:
             failure, blocked = self._drain()
             if (user_id, session_id) not in blocked and (
