@@ -46,6 +46,25 @@ def model_option(f: Any) -> Any:
     )(f)
 
 
+def system_prompt_option(f: Any) -> Any:
+    return click.option(
+        "--system-prompt",
+        "system_prompt",
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=__import__("pathlib").Path),
+        default=None,
+        help="Use FILE as the system prompt (default: STOCK_AGENT_PROMPTS_DIR/system.md, else the shipped one).",
+    )(f)
+
+
+def use_prompts(app: App, system_prompt: Any) -> None:
+    """The prompts of this run: STOCK_AGENT_PROMPTS_DIR and --system-prompt, checked now (and
+    reset when neither is given: `main` may run again in the same process)."""
+    from stock_agent.agent.prompts import use_prompts as use
+
+    use(app.settings.prompts_dir, system_prompt)
+
+
 def get_app(
     ctx: click.Context, user: str | None = None, *, model: str | None = None
 ) -> tuple[App, str]:
@@ -154,6 +173,7 @@ def cli(
 @cli.command(context_settings=CONTEXT)
 @user_option
 @model_option
+@system_prompt_option
 @click.option("--session", "session_id", metavar="ID", help="Resume (or start) this session.")
 @click.option(
     "--new", "new", is_flag=True, help="Start a new session instead of resuming the latest."
@@ -168,6 +188,7 @@ def chat(
     ctx: click.Context,
     user: str | None,
     model: str | None,
+    system_prompt: Any,
     session_id: str | None,
     new: bool,
     allow_profile_writes: bool,
@@ -184,6 +205,7 @@ def chat(
     if session_id is not None and new:
         raise click.UsageError("--session and --new do not go together", ctx)
     app, user_id = get_app(ctx, user, model=model)
+    use_prompts(app, system_prompt)
     run_chat(
         app,
         user_id,
@@ -200,6 +222,7 @@ def chat(
 @click.argument("symbols", nargs=-1, metavar="[SYMBOL]...")
 @user_option
 @model_option
+@system_prompt_option
 @click.option(
     "--json",
     "as_json",
@@ -253,6 +276,7 @@ def analyze(
     symbols: tuple[str, ...],
     user: str | None,
     model: str | None,
+    system_prompt: Any,
     as_json: bool,
     fmt: str | None,
     output: Any,
@@ -271,6 +295,7 @@ def analyze(
     from stock_agent.ui.progress import stop_fetches_on_ctrl_c
 
     app, user_id = get_app(ctx, user, model=model)
+    use_prompts(app, system_prompt)
     with stop_fetches_on_ctrl_c():  # one Ctrl-C stops a fetch at once, not at its deadline
         code = run_analyze(
             app,

@@ -59,6 +59,7 @@ class Settings:
     redis_max_connections: int = 32
     cache_ttls: CacheTTLs = field(default_factory=CacheTTLs)
     timeout: float = DEFAULT_TIMEOUT  # seconds per market-data call, everything included
+    prompts_dir: Path | None = None  # a folder whose NAME.md files replace the shipped prompts
 
     @property
     def embedded(self) -> bool:
@@ -295,4 +296,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         redis_max_connections=_int(env, "STOCK_AGENT_REDIS_MAX_CONNECTIONS", 32),
         cache_ttls=ttls,
         timeout=parse_timeout(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT,
+        prompts_dir=Path(prompts).expanduser()
+        if (prompts := text("STOCK_AGENT_PROMPTS_DIR"))
+        else None,
     )

@@ -281,3 +281,37 @@ def test_models_lists_the_servers_models_and_marks_the_default(
 def test_models_without_a_model_server(cli_env: dict[str, str], capsys: Any):
     code, _, err = cli(cli_env, capsys, "models")
     assert code == ExitStatus.MODEL and err.count("\n") == 1
+
+
+def test_system_prompt_file_and_prompts_dir(
+    model_env: dict[str, str], openai_server: Any, capsys: Any, tmp_path: Path
+):
+    from tests.openai_server import text
+
+    own = tmp_path / "mine.md"
+    own.write_text("You are terse. Today is $today.\n$profile\n")
+    openai_server.queue(text("ok."), text("ok."), text("ok."))
+    args = ("analyze", "AAPL", "--narrate-only")
+    assert cli(model_env, capsys, *args, "--system-prompt", str(own))[0] == 0
+    assert openai_server.requests[-1]["messages"][0]["content"].startswith("You are terse.")
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    (folder / "system.md").write_text("From the folder. $profile\n")
+    env = {**model_env, "STOCK_AGENT_PROMPTS_DIR": str(folder)}
+    assert cli(env, capsys, *args)[0] == 0
+    assert openai_server.requests[-1]["messages"][0]["content"].startswith("From the folder.")
+    assert cli(model_env, capsys, *args)[0] == 0  # neither: the shipped prompt again
+    assert not openai_server.requests[-1]["messages"][0]["content"].startswith("From the folder")
+    code, _, err = cli(model_env, capsys, *args, "--system-prompt", str(tmp_path / "none.md"))
+    assert code == ExitStatus.USAGE and "no system prompt file" in err
+
+
+def test_doctor_checks_a_provider_package(cli_env: dict[str, str], capsys: Any):
+    from stock_agent.ui.doctor import check_provider_package
+
+    assert check_provider_package("openai:gpt-4.1")[0] == "ok"
+    state, detail = check_provider_package("nosuchprovider:some-model")
+    assert state == "FAIL" and "pip install langchain-nosuchprovider" in detail
+    env = {**cli_env, "STOCK_AGENT_MODEL": "nosuchprovider:some-model"}
+    code, out, _ = cli(env, capsys, "doctor")
+    assert code == 1 and "langchain_nosuchprovider is not installed" in out

@@ -27,9 +27,41 @@ def prompts_dir() -> Path:
     raise FileNotFoundError("prompts/system.md not found; the installation is incomplete")
 
 
+# Set by `use_prompts` (STOCK_AGENT_PROMPTS_DIR, `--system-prompt FILE`): "dir" and "system".
+_overrides: dict[str, Path] = {}
+
+
+def use_prompts(folder: Path | None = None, system: Path | None = None) -> None:
+    """Read prompts from `folder` (each NAME.md found there wins over the shipped one) and the
+    system prompt from `system`; a path that cannot be read is refused here, in one line."""
+    from stock_agent.errors import ConfigError
+
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(
+            f"STOCK_AGENT_PROMPTS_DIR {folder} is not a folder",
+            fix="point it at a folder of NAME.md files (copy prompts/ to start)",
+        )
+    if system is not None and not system.is_file():
+        raise ConfigError(f"no system prompt file {system}", fix="give a readable .md file")
+    _overrides.clear()
+    if folder is not None:
+        _overrides["dir"] = folder
+    if system is not None:
+        _overrides["system"] = system
+    load_prompt.cache_clear()
+
+
+def prompt_path(name: str) -> Path:
+    if name == "system" and "system" in _overrides:
+        return _overrides["system"]
+    if "dir" in _overrides and (_overrides["dir"] / f"{name}.md").is_file():
+        return _overrides["dir"] / f"{name}.md"
+    return prompts_dir() / f"{name}.md"
+
+
 @cache
 def load_prompt(name: str) -> Template:
-    return Template((prompts_dir() / f"{name}.md").read_text(encoding="utf-8"))
+    return Template(prompt_path(name).read_text(encoding="utf-8"))
 
 
 def describe_profile(profile: Profile) -> str:

@@ -29,11 +29,30 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def check_provider_package(model: str) -> tuple[str, str]:
+    """A `provider:model` name needs LangChain's package for that provider (langchain-anthropic
+    for `anthropic:...`): is it importable? (Nothing is sent.)"""
+    import importlib.util
+
+    provider = model.split(":", 1)[0].strip().lower().replace("-", "_")
+    module = f"langchain_{provider}"
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return OK, f"provider package {module} is installed (the server is not checked)"
+    return (
+        FAIL,
+        f"provider package {module} is not installed: pip install {module.replace('_', '-')}",
+    )
+
+
 def check_model_server(settings: Settings, timeout: float = 5.0) -> tuple[str, str]:
     """Ask the model server for its model list: is it there, does it take the key, does it
     serve the configured model? (One small request; no tokens are spent.)"""
     if ":" in settings.model and not settings.model.startswith("openai:"):
-        return OK, "another provider: not checked"
+        return check_provider_package(settings.model)
     import openai
 
     from stock_agent.agent.model import explain_model_error
@@ -127,7 +146,10 @@ def run_doctor(app: App, user_id: str) -> int:
     checks: list[tuple[str, str, str]] = check_store(app, user_id)
 
     # Model: needed by chat and the narrated analyze; `analyze --no-llm` works without it.
-    if s.model_configured:
+    if ":" in s.model and not s.model.startswith("openai:"):
+        state, answer = check_provider_package(s.model)
+        checks.append((state, "model", f"{s.model}; {answer}"))
+    elif s.model_configured:
         key = "set" if s.openai_api_key else "not set (not needed by most local servers)"
         base = s.openai_base_url or "https://api.openai.com/v1 (default)"
         state, answer = check_model_server(s)
