@@ -44,6 +44,7 @@ BENCHMARKS = (
     ),
     ("requests", "bench.requests", "Yahoo requests per analyze, cold and warm"),
     ("admin", "bench.admin", "admin commands with many unrelated keys"),
+    ("load", "bench.load", "many users at once through the async API: cluster and one server"),
 )
 
 
