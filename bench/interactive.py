@@ -21,17 +21,34 @@ from bench.startup import cli_command
 GROUP = "7. what a person waits for"
 FIVE = ["AAPL", "MSFT", "GOOGL", "NVDA", "TSLA"]
 HEAVY = ("numpy", "pandas", "langchain_core", "langchain", "openai", "yfinance")
+# Runs the command in-process, then reports its exit code, the heavy modules it imported and
+# its peak memory. VmHWM is the high-water mark of this process's own memory since exec:
+# ru_maxrss would count the bench process's memory, which a forked child carries until exec.
 PROBE = """
 import contextlib, io, sys
 from stock_agent.cli import main
 with contextlib.redirect_stdout(io.StringIO()):
     code = main({argv!r})
-print(code, ",".join(m for m in {heavy!r} if m in sys.modules))
+hwm = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(code, hwm, ",".join(m for m in {heavy!r} if m in sys.modules))
 """
 
 
+def _probe(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    """(peak MiB, heavy modules loaded) of one cached analyze, in a process of its own."""
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    code, hwm, loaded = (probe.stdout.strip().rpartition("\n")[-1].split(" ") + [""])[:3]
+    if code != "0":
+        raise RuntimeError(f"the probe failed: {probe.stderr.strip()[:300]}")
+    return int(hwm) / 1024, loaded
+
+
 def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
-    """Wall milliseconds and peak resident memory (KiB) of one whole process."""
+    """Wall milliseconds and ru_maxrss (KiB; inflated by the parent's size, see PROBE) of one
+    whole process."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -108,16 +125,9 @@ def run(ctx: Context) -> Result:
             prompt_ms, exit_ms = _chat_times(cli, chat_env, cwd)
             samples["chat"].append(prompt_ms)
             samples["exit"].append(exit_ms)
-            ms, kib = _timed(analyze, env, cwd)
-            samples["analyze"].append(ms)
-            memory.append(kib / 1024)
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE.format(argv=analyze[len(cli) :], heavy=HEAVY)],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    code, _, loaded = probe.stdout.strip().rpartition("\n")[-1].partition(" ")
-    if code != "0":
-        raise RuntimeError(f"the import probe failed: {probe.stderr.strip()[:300]}")
+            samples["analyze"].append(_timed(analyze, env, cwd)[0])
+            mib, loaded = _probe(analyze[len(cli) :], env, cwd)
+            memory.append(mib)
 
     stats = {name: Stat.of(values) for name, values in samples.items()}
     reference = stats["profile"]
