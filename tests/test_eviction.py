@@ -173,6 +173,8 @@ def test_the_embedded_store_and_docker_compose_keep_volatile_lru(cli_env, short_
     env = {k: v for k, v in cli_env.items() if k != "REDIS_URL"}
     env["STOCK_AGENT_HOME"] = str(short_tmp / "emb")
     try:
+        # `store status` never starts a stopped server: a command that needs the store does
+        ok(run(env, "profile", "show"))
         status = json.loads(ok(run(env, "store", "status", "--json")))
         assert status["kind"] == "embedded"
         assert status["maxmemory_policy"] == "volatile-lru"
