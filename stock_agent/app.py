@@ -227,13 +227,13 @@ class App:
             lock_timeout=self.settings.timeout + 5,
         )
 
-    def status(self, *, count_keys: bool = False) -> StoreStatus:
+    def status(self, *, count_keys: bool = False, count_cache: bool = True) -> StoreStatus:
         """Which store, its server, memory, eviction policy and cache entries, at a cost that
         does not grow with the keyspace; `count_keys=True` adds this agent's keys by kind (a
         SCAN of the whole keyspace)."""
         from stock_agent.store.status import collect_status
 
-        return collect_status(self.backend, count_keys=count_keys)
+        return collect_status(self.backend, count_keys=count_keys, count_cache=count_cache)
 
     def check_store(self, user_id: str) -> UserCheck:
         """`doctor`'s probe of `user_id`'s keys: may this Redis user really read, write and run

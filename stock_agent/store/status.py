@@ -90,10 +90,13 @@ def human_bytes(n: int) -> str:
     return f"{n}B"  # unreachable
 
 
-def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreStatus:
+def collect_status(
+    backend: StoreBackend, *, count_keys: bool = False, count_cache: bool = True
+) -> StoreStatus:
     """The status. Its cost does not grow with the keyspace: totals from INFO, cache entries
     from the cache's index. `count_keys=True` (`store status --scan`) also counts this agent's
-    keys by kind with a SCAN, which reads the whole keyspace."""
+    keys by kind with a SCAN, which reads the whole keyspace; `count_cache=False` skips the
+    cache's count (`doctor`: one round trip less)."""
     import redis
 
     from stock_agent.store.errors import translated
@@ -121,12 +124,13 @@ def collect_status(backend: StoreBackend, *, count_keys: bool = True) -> StoreSt
                 denied.append("CONFIG")
         kinds: dict[str, int] = {}
         cache_entries: int | None = None
-        try:  # the cache counts itself from its index: one round trip, however big the keyspace
+        if count_cache:  # the cache counts itself from its index: one round trip
             from stock_agent.store.cache import indexed_entries
 
-            cache_entries = indexed_entries(client, keys)
-        except redis.exceptions.NoPermissionError:
-            denied.append("ZCARD")
+            try:
+                cache_entries = indexed_entries(client, keys)
+            except redis.exceptions.NoPermissionError:
+                denied.append("ZCARD")
         if count_keys:
             kinds = {"messages": 0, "sessions": 0, "profile": 0, "cache": 0, "other": 0}
             # An admin command, not a request path: SCAN (never KEYS) over this agent's prefix.

@@ -97,7 +97,8 @@ def check_store(app: App, user_id: str) -> list[tuple[str, str, str]]:
 
     s = app.settings
     try:
-        status = app.status(count_keys=False)  # 1 round trip, however many keys exist
+        # 1 round trip, however many keys exist
+        status = app.status(count_keys=False, count_cache=False)
     except StockAgentError as exc:
         where = mask_url(s.redis_url) if s.redis_url else f"embedded under {s.home}"
         return [(FAIL, "store", f"{where}: {exc}")]
