@@ -255,8 +255,12 @@ class ChatAgent:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         task = asyncio.ensure_future(
             self.aask(
-                text, user_id=user_id, session_id=session_id, on_fetch=on_fetch,
-                confirm=confirm, callbacks=[_TokenQueue(queue)],
+                text,
+                user_id=user_id,
+                session_id=session_id,
+                on_fetch=on_fetch,
+                confirm=confirm,
+                callbacks=[_TokenQueue(queue)],
             )  # fmt: skip
         )
         task.add_done_callback(lambda _: queue.put_nowait(None))

@@ -92,9 +92,7 @@ class StoreBackend:
                 if self._aclient is None:
                     from stock_agent.store.connection import make_async_client
 
-                    self._aclient = make_async_client(
-                        self.url, self.settings.redis_max_connections
-                    )
+                    self._aclient = make_async_client(self.url, self.settings.redis_max_connections)
                 client = self._aclient
         return client
 

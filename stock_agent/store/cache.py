@@ -446,9 +446,7 @@ class ExecutionCache:
 
     def _unlink(self, keys: list[str]) -> int:
         """UNLINK `keys` in batches; how many existed."""
-        return sum(
-            int(self._client.unlink(*keys[i : i + 500])) for i in range(0, len(keys), 500)
-        )
+        return sum(int(self._client.unlink(*keys[i : i + 500])) for i in range(0, len(keys), 500))
 
     def entries(self) -> int:
         """How many cached results (and unknown-symbol markers) exist now (the last good

@@ -152,9 +152,7 @@ class KeySpace:
     def cache_indexes(self, *, last: bool = False) -> list[str]:
         """Every shard of the cache index (of the last good copies with `last`)."""
         part = "last:" if last else ""
-        return [
-            f"{self.root}:execution_cache_index:{part}{n}" for n in range(CACHE_INDEX_SHARDS)
-        ]
+        return [f"{self.root}:execution_cache_index:{part}{n}" for n in range(CACHE_INDEX_SHARDS)]
 
     def user_messages_pattern(self, user_id: str) -> str:
         """SCAN pattern of one user's messages keys (`doctor --repair` only)."""
