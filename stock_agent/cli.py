@@ -614,6 +614,55 @@ def store_stop(ctx: click.Context) -> None:
         click.echo(f"embedded store was not running ({app.settings.home})")
 
 
+@store.command("migrate", context_settings=CONTEXT)
+@click.option(
+    "--to",
+    "to_url",
+    required=True,
+    metavar="URL",
+    help="The store to copy to (a redis://, rediss://, unix: or redis+cluster:// URL).",
+)
+@click.option(
+    "--user",
+    "user",
+    metavar="ID",
+    default=None,
+    help="Copy only this user (default: every user of this agent, found by SCAN).",
+)
+@click.pass_context
+def store_migrate(ctx: click.Context, to_url: str, user: str | None) -> None:
+    """Copy profiles, live sessions (with their TTL), sessions indexes and alert markers from
+    the current store to the one at URL, translating key names to its form (cluster hash tags
+    or not). Target keys are replaced, so running it twice changes nothing. The cache is not
+    copied (it refills).
+    """
+    import time
+    from dataclasses import replace
+
+    from stock_agent.store.backend import StoreBackend
+    from stock_agent.store.migrate import migrate_users
+    from stock_agent.ui.text import plural
+
+    app, _ = get_app(ctx)
+    target = StoreBackend(replace(app.settings, redis_url=to_url))
+    start, users, keys = time.monotonic(), 0, 0
+    try:
+        for c in migrate_users(app.backend, target, user):
+            users, keys = users + 1, keys + c.keys
+            click.echo(
+                f"{c.user_id}: {plural(c.profiles, 'profile', 'profiles')}, "
+                f"{plural(c.sessions, 'session', 'sessions')}, "
+                f"{plural(c.indexes, 'sessions index', 'sessions indexes')}, "
+                f"{plural(c.alerts, 'alert marker', 'alert markers')} copied"
+            )
+    finally:
+        target.close()
+    click.echo(
+        f"migrated {plural(users, 'user', 'users')}, {plural(keys, 'key', 'keys')} from "
+        f"{app.backend.display_url} to {target.display_url} in {time.monotonic() - start:.2f} s"
+    )
+
+
 # --------------------------------------------------------------------------- doctor
 
 
