@@ -207,3 +207,29 @@ def test_cli_migrate(
     assert "migrated 3 users, 15 keys" in captured.out
     assert "s3cret" not in captured.out + captured.err
     dest.close()
+
+
+def test_cluster_to_standalone(
+    cluster: LocalCluster,  # noqa: F811
+    second_valkey: ValkeyProcess,
+    short_tmp: Path,
+) -> None:
+    """Back from the cluster: SCAN covers every master, the hash tags are dropped."""
+    cluster.flush()
+    dest = redis.Redis.from_url(second_valkey.url, decode_responses=True)
+    dest.flushall()
+    with App(make_settings(cluster.url, short_tmp / "source-home")) as app:
+        seed(app)
+        target = StoreBackend(make_settings(second_valkey.url, short_tmp / "target-home"))
+        try:
+            report = migrate(app.backend, target, None)
+            assert report.keys == 15
+            assert not any("{" in k for k in dest.scan_iter())
+            for user in USERS:
+                assert_same(
+                    user_state(app.backend.client, app.keys, user),
+                    user_state(dest, target.keys, user),
+                )
+        finally:
+            target.close()
+            dest.close()
