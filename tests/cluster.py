@@ -9,7 +9,6 @@ every master has its replica. `stop()` (and the fixtures) end every process it s
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import answers_ping, free_port
 
 SLOTS = 16384
 # Short, so a killed master's replica takes over in about two seconds.
@@ -70,17 +69,9 @@ class ClusterNode:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"cluster node on port {self.port} did not start")
+        if not answers_ping(self.port):
+            self.kill()
+            raise RuntimeError(f"cluster node on port {self.port} did not start")
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)

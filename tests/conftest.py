@@ -25,6 +25,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answers_ping(port: int, timeout: float = 10) -> bool:
+    """Wait until a server on 127.0.0.1:`port` answers PING with +PONG (False at `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
 class ValkeyProcess:
     """A throwaway Valkey server on loopback, in its own directory."""
 
@@ -55,17 +69,9 @@ class ValkeyProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        self.proc.kill()
-        raise RuntimeError("test Valkey server did not start")
+        if not answers_ping(self.port):
+            self.proc.kill()
+            raise RuntimeError("test Valkey server did not start")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -142,6 +148,19 @@ def openai_server():
 
     with ScriptedOpenAI() as server:
         yield server
+
+
+@pytest.fixture
+def pty_env(model_env: dict[str, str]) -> dict[str, str]:
+    """`model_env` as a real terminal's: for the chat run in a pseudo-terminal (pexpect)."""
+    return {
+        **model_env,
+        "TERM": "xterm-256color",
+        "COLUMNS": "100",
+        "LINES": "40",
+        # pexpect does not answer prompt_toolkit's cursor-position requests as a terminal would.
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+    }
 
 
 @pytest.fixture

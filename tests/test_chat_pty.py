@@ -18,18 +18,6 @@ TIMEOUT = 10  # seconds, for every expect
 PROMPT = "you>"  # prompt_toolkit draws the space after it with a cursor move
 
 
-@pytest.fixture
-def pty_env(model_env: dict[str, str]) -> dict[str, str]:
-    return {
-        **model_env,
-        "TERM": "xterm-256color",
-        "COLUMNS": "100",
-        "LINES": "40",
-        # pexpect does not answer prompt_toolkit's cursor-position requests as a terminal would.
-        "PROMPT_TOOLKIT_NO_CPR": "1",
-    }
-
-
 class Chat:
     """A `stock-agent chat` process in a pseudo-terminal."""
 
