@@ -64,7 +64,7 @@ class App:
         # the CLI prints them on stderr; by default they are logged as warnings.
         self.notify: Callable[[str], None] = log.warning if notify is None else notify
         self._replayed = False
-        self._agents: dict[tuple[str, ...] | None, ChatAgent] = {}
+        self._agents: dict[tuple[tuple[str, ...] | None, str], ChatAgent] = {}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> App:
@@ -327,22 +327,33 @@ class App:
 
     # -- the agent -------------------------------------------------------------------------
 
-    def agent(self, *, only_tools: Collection[str] | None = None) -> ChatAgent:
+    def agent(
+        self, *, only_tools: Collection[str] | None = None, model: str | None = None
+    ) -> ChatAgent:
         """The agent, for any user (`agent.ask(text, user_id=..., session_id=...)`). Built once
-        per tool set. `only_tools` keeps a subset, so a one-shot job does not send every tool's
-        schema with every request."""
-        key = tuple(sorted(only_tools)) if only_tools is not None else None
+        per tool set and model. `only_tools` keeps a subset, so a one-shot job does not send
+        every tool's schema with every request; `model` names another model than the
+        settings' (the chat's `/model NAME`)."""
+        name = model or self.settings.model
+        key = (tuple(sorted(only_tools)) if only_tools is not None else None, name)
         found = self._agents.get(key)
         if found is None:
-            found = self._agents[key] = self._build_agent(only_tools)
+            found = self._agents[key] = self._build_agent(only_tools, name)
         return found
 
-    def _build_agent(self, only_tools: Collection[str] | None) -> ChatAgent:
+    def _build_agent(self, only_tools: Collection[str] | None, model_name: str) -> ChatAgent:
+        from dataclasses import replace
+
         from stock_agent.agent.agent import ChatAgent, build_graph
         from stock_agent.agent.model import build_model, explain_model_error
         from stock_agent.agent.tools import ToolDeps, build_tools
 
-        model = build_model(self.settings)
+        settings = (
+            self.settings
+            if model_name == self.settings.model
+            else replace(self.settings, model=model_name)
+        )
+        model = build_model(settings)
         # only the tools the data source can answer: no schema sent for a tool that can only fail
         tools = build_tools(
             ToolDeps(self.market, self.analysis, self.profile_service), self.provider.capabilities
@@ -351,7 +362,7 @@ class App:
             tools = [t for t in tools if t.name in only_tools]
 
         def explain(exc: BaseException) -> Any:
-            return explain_model_error(exc, self.settings)
+            return explain_model_error(exc, settings)
 
         return ChatAgent(
             build_graph(model, tools), self.sessions, explain_error=explain, saver=self.turns
