@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from stock_agent.store.sessions import SessionStore
     from stock_agent.store.status import StoreStatus
     from stock_agent.store.turns import TurnSaver
+    from stock_agent.store.usage import UsageStore
 
 log = logging.getLogger("stock_agent")
 # Threads of the pool `aanalyze` runs data fetches in: bounded, so 200 concurrent requests
@@ -156,6 +157,13 @@ class App:
         self.__dict__["sessions"] = store  # the replay below saves through it
         self._replay_at_start()
         return store
+
+    @cached_property
+    def usage(self) -> UsageStore:
+        """Each user's token usage and cost by day (`usage.days(user, first, last)`)."""
+        from stock_agent.store.usage import UsageStore
+
+        return UsageStore(self.backend.client, self.keys)
 
     @cached_property
     def journal(self) -> TurnJournal:
@@ -364,6 +372,13 @@ class App:
         def explain(exc: BaseException) -> Any:
             return explain_model_error(exc, settings)
 
+        from stock_agent.core.usage import parse_prices
+
         return ChatAgent(
-            build_graph(model, tools), self.sessions, explain_error=explain, saver=self.turns
+            build_graph(model, tools),
+            self.sessions,
+            explain_error=explain,
+            saver=self.turns,
+            model_name=model_name,
+            prices=parse_prices(settings.prices or ""),
         )

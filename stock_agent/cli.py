@@ -497,8 +497,14 @@ def sessions_show(ctx: click.Context, session_id: str, user: str | None, as_json
             f"no session {session_id!r} for user {user_id}", fix="see `stock-agent sessions list`"
         )
     if as_json:
+        from stock_agent.ui.text import message_usage
+
         emit_json(
-            [{"type": m.get("type"), "content": m.get("data", {}).get("content")} for m in messages]
+            [
+                {"type": m.get("type"), "content": m.get("data", {}).get("content")}
+                | ({"usage": used} if (used := message_usage(m)) else {})
+                for m in messages
+            ]
         )
     else:
         click.echo(format_messages(messages))
@@ -518,6 +524,37 @@ def sessions_clear(ctx: click.Context, session_id: str, user: str | None) -> Non
             f"no session {session_id!r} for user {user_id}", fix="see `stock-agent sessions list`"
         )
     click.echo(f"session {session_id} deleted")
+
+
+# --------------------------------------------------------------------------- usage
+
+
+@cli.command("usage", context_settings=CONTEXT)
+@user_option
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    metavar="SPAN|DATE",
+    help="From how far back: 7d, 4w, 3m (30-day months) or a date such as 2026-11-01.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def usage_command(ctx: click.Context, user: str | None, since: str, as_json: bool) -> None:
+    """Tokens and cost of your chat turns, by day and by model (kept like the profile)."""
+    import datetime as dt
+
+    from stock_agent.store.usage import parse_since
+    from stock_agent.ui.text import format_usage, usage_summary
+
+    today = dt.date.today()
+    first = parse_since(since, today)
+    app, user_id = get_app(ctx, user)
+    days = app.usage.days(user_id, first, today)
+    if as_json:
+        emit_json(usage_summary(user_id, first, today, days))
+    else:
+        click.echo(format_usage(user_id, first, today, days))
 
 
 # --------------------------------------------------------------------------- cache
@@ -631,8 +668,8 @@ def store_stop(ctx: click.Context) -> None:
 )
 @click.pass_context
 def store_migrate(ctx: click.Context, to_url: str, user: str | None) -> None:
-    """Copy profiles, live sessions (with their TTL), sessions indexes and alert markers from
-    the current store to the one at URL, translating key names to its form (cluster hash tags
+    """Copy profiles, live sessions (with their TTL), sessions indexes, usage records and alert
+    markers from the current store to the one at URL, translating key names to its form (cluster hash tags
     or not). Target keys are replaced, so running it twice changes nothing. The cache is not
     copied (it refills).
     """
@@ -653,7 +690,8 @@ def store_migrate(ctx: click.Context, to_url: str, user: str | None) -> None:
                 f"{c.user_id}: {plural(c.profiles, 'profile', 'profiles')}, "
                 f"{plural(c.sessions, 'session', 'sessions')}, "
                 f"{plural(c.indexes, 'sessions index', 'sessions indexes')}, "
-                f"{plural(c.alerts, 'alert marker', 'alert markers')} copied"
+                f"{plural(c.alerts, 'alert marker', 'alert markers')}, "
+                f"{plural(c.usage, 'usage record', 'usage records')} copied"
             )
     finally:
         target.close()

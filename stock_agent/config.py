@@ -60,6 +60,9 @@ class Settings:
     cache_ttls: CacheTTLs = field(default_factory=CacheTTLs)
     timeout: float = DEFAULT_TIMEOUT  # seconds per market-data call, everything included
     prompts_dir: Path | None = None  # a folder whose NAME.md files replace the shipped prompts
+    # STOCK_AGENT_PRICES as given (`model=in/out,...` dollars per million tokens), read by
+    # core.usage.parse_prices when a turn is priced
+    prices: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -299,4 +302,5 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         prompts_dir=Path(prompts).expanduser()
         if (prompts := text("STOCK_AGENT_PROMPTS_DIR"))
         else None,
+        prices=text("STOCK_AGENT_PRICES") or None,
     )

@@ -364,6 +364,19 @@ class ScriptedOpenAI:
         with self._lock:
             return [r for r in self._records if r.rejected]
 
+    def reported_usage(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) the server reported, summed over the chat requests
+        it answered with a reply whose stream ran to the end (what a client could count)."""
+        with self._lock:
+            served = [
+                r
+                for r in self._records
+                if r.path == CHAT_PATH and r.status == 200 and r.reply is not None
+                and r.body is not None and not r.interrupted
+            ]  # fmt: skip
+        usages = [_usage(r.body, r.reply) for r in served if r.body and r.reply]
+        return sum(u["prompt_tokens"] for u in usages), sum(u["completion_tokens"] for u in usages)
+
     def last_request(self) -> dict[str, Any]:
         requests = self.requests
         if not requests:

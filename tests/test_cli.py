@@ -585,8 +585,11 @@ def test_sessions_list_show_clear(
     assert 0 < listed[0]["expires_in"] <= 1800
     lines = ok(run(model_env, "sessions", "list")).splitlines()
     assert lines[0] == "Sessions of alice, newest first"
-    assert lines[1].split() == ["SESSION", "MESSAGES", "LAST", "ACTIVITY", "EXPIRES", "IN"]
+    assert lines[1].split() == [
+        "SESSION", "MESSAGES", "LAST", "ACTIVITY", "EXPIRES", "IN", "TOKENS", "IN/OUT", "COST"
+    ]  # fmt: skip
     assert lines[2].split()[:2] == ["s-1", "4"] and len(lines) == 3
+    assert lines[2].split()[-1] == "unpriced"  # test-model has no price: never $0
 
     # Showing a session does not extend its life.
     key = "agent:memory:test_agent:alice:s-1:messages"
@@ -595,12 +598,14 @@ def test_sessions_list_show_clear(
         "you> first question\n\nagent> Answer one.\n\nyou> second question\n\nagent> Answer two.\n"
     )
     assert 0 < redis_client.ttl(key) <= 100
-    assert json.loads(ok(run(model_env, "sessions", "show", "s-1", "--json"))) == [
+    shown = json.loads(ok(run(model_env, "sessions", "show", "s-1", "--json")))
+    assert [{k: m[k] for k in ("type", "content")} for m in shown] == [
         {"type": "human", "content": "first question"},
         {"type": "ai", "content": "Answer one."},
         {"type": "human", "content": "second question"},
         {"type": "ai", "content": "Answer two."},
     ]
+    assert [m["usage"]["model"] for m in shown if "usage" in m] == ["test-model", "test-model"]
 
     # Another user sees none of it.
     assert json.loads(ok(run(model_env, "sessions", "list", "--json", "--user", "bob"))) == []

@@ -1,5 +1,6 @@
 """`stock-agent store migrate`: standalone -> cluster and standalone -> standalone copy profiles,
-sessions (in order, with their TTL), the sessions index and alert markers; key names change
+sessions (in order, with their TTL), their usage, the sessions index, the usage by day and
+alert markers; key names change
 form; a second run changes nothing; `--user` copies one user; the agent resumes on the target."""
 
 from __future__ import annotations
@@ -37,19 +38,23 @@ def second_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyPr
     server.stop()
 
 
+USED = {"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}
+
+
 def seed(app: App) -> None:
-    """Three users: profiles, two sessions each, one alert marker; plus a cache entry."""
+    """Three users: profiles, two sessions each (the first with counted usage, so a usage
+    hash for it and one for the day), one alert marker; plus a cache entry."""
     for n, user in enumerate(USERS):
         app.profiles.client.hset(
             app.keys.profile(user), mapping={"notes": "long term", "currency": "EUR"}
         )
         for s in ("s1", "s2"):
             for i in range(3):
-                app.sessions.save_turn(
-                    user,
-                    f"{s}-{n}",
-                    [HumanMessage(f"{user} {s} q{i}"), AIMessage(f"a{i}", id=f"{user}-{s}-{i}")],
-                )
+                answer = AIMessage(f"a{i}", id=f"{user}-{s}-{i}")
+                if s == "s1":
+                    answer.usage_metadata = USED  # type: ignore[assignment]
+                    answer.response_metadata = {"model_name": "m", "cost_usd": 0.25}
+                app.sessions.save_turn(user, f"{s}-{n}", [HumanMessage(f"{user} {s} q{i}"), answer])
         app.backend.client.set(app.keys.alert_fired(user, "AAPL", "2026-11-20"), "fired", ex=3600)
     app.backend.client.set(app.keys.cache("quote", {"symbol": "AAPL"}), "{}", ex=600)
 
@@ -66,6 +71,11 @@ def user_state(client: Any, keys: KeySpace, user: str) -> dict[str, Any]:
         state[sid] = (client.lrange(key, 0, -1), client.ttl(key))
     alert = keys.alert_fired(user, "AAPL", "2026-11-20")
     state["alert"] = (client.get(alert), client.ttl(alert))
+    for sid, _ in sessions:
+        key = keys.session_usage(user, sid)
+        state[f"{sid} usage"] = (client.hgetall(key), client.ttl(key))
+    day = keys.usage_day(user, time.strftime("%Y-%m-%d"))
+    state["day"] = (client.hgetall(day), client.ttl(day))
     return state
 
 
@@ -109,9 +119,9 @@ def test_standalone_to_cluster(
         start = time.monotonic()
         report = migrate(source.backend, target, None)
         elapsed = time.monotonic() - start
-        # 3 users x (profile + 2 sessions + index + alert marker)
+        # 3 users x (profile + 2 sessions + index + alert marker + a session's usage + the day)
         assert [u.user_id for u in report.users] == list(USERS)
-        assert report.keys == 15 and report.sessions == 6 and report.profiles == 3
+        assert report.keys == 21 and report.sessions == 6 and report.profiles == 3
         print(f"\nstandalone -> cluster: {report.keys} keys in {elapsed:.3f} s")
 
         keys_on_cluster = cluster_keys(cluster)
@@ -120,7 +130,7 @@ def test_standalone_to_cluster(
         client = target.client
         for user in USERS:
             mine = [k for k in keys_on_cluster if f"{{{user}}}" in k]
-            assert len(mine) == 5
+            assert len(mine) == 7
             slots = {int(client.execute_command("CLUSTER", "KEYSLOT", k)) for k in mine}
             assert len(slots) == 1, user  # every key of a user in one slot
             assert_same(
@@ -158,10 +168,10 @@ def test_standalone_to_standalone_and_one_user(
     try:
         report = migrate(source.backend, target, "bob")
         assert [u.user_id for u in report.users] == ["bob"]
-        assert report.keys == 5
+        assert report.keys == 7
         assert all(":bob:" in k for k in dest.scan_iter())  # --user: only that user
         report = migrate(source.backend, target, None)
-        assert report.keys == 15
+        assert report.keys == 21
         before = sorted(dest.scan_iter())
         assert not any("execution_cache" in k for k in before)
         for user in USERS:
@@ -195,16 +205,18 @@ def test_cli_migrate(
         main(["store", "migrate", "--to", second_valkey.url, "--user", "alice"], env=cli_env) == 0
     )
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "alice: 1 profile, 2 sessions, 1 sessions index, 1 alert marker copied"
-    assert out[-1].startswith("migrated 1 user, 5 keys from ")
-    assert len(list(dest.scan_iter())) == 5
+    assert out[0] == (
+        "alice: 1 profile, 2 sessions, 1 sessions index, 1 alert marker, 2 usage records copied"
+    )
+    assert out[-1].startswith("migrated 1 user, 7 keys from ")
+    assert len(list(dest.scan_iter())) == 7
     assert main(["store", "migrate", "--to", cli_env["REDIS_URL"]], env=cli_env) != 0
     assert "is the current store" in capsys.readouterr().err
     # a password in the URL (the default user is `nopass`: any password is accepted) is
     # never printed
     assert main(["store", "migrate", "--to", url], env=cli_env) == 0
     captured = capsys.readouterr()
-    assert "migrated 3 users, 15 keys" in captured.out
+    assert "migrated 3 users, 21 keys" in captured.out
     assert "s3cret" not in captured.out + captured.err
     dest.close()
 
@@ -223,7 +235,7 @@ def test_cluster_to_standalone(
         target = StoreBackend(make_settings(second_valkey.url, short_tmp / "target-home"))
         try:
             report = migrate(app.backend, target, None)
-            assert report.keys == 15
+            assert report.keys == 21
             assert not any("{" in k for k in dest.scan_iter())
             for user in USERS:
                 assert_same(

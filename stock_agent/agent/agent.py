@@ -16,6 +16,11 @@ collects the turn's messages. The wrapper wraps a small turn function: its input
 user's text, its history arrives as a list, its output is the final answer as one
 `AIMessage`. The tool-call trail of a turn is not kept: tool results are cached in Redis.
 
+Usage: the answer kept in memory carries what the turn used, summed over its model requests
+(`usage_metadata`: tokens in and out; `response_metadata`: the model and the cost in dollars,
+None when the model's price is not known). The save script adds it to the session's and the
+day's totals in the same call (`store.history`); `on_usage` hands it to the caller.
+
 Async: `aask` and `astream` are `ask` on the event loop. They share its preparation and its
 reply handling; the read and the save are awaited on `redis.asyncio`, the model call is the
 async OpenAI client, and the tools (sync data fetches) run in LangChain's bounded executor
@@ -28,7 +33,7 @@ import asyncio
 import datetime as dt
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackHandler
@@ -38,6 +43,7 @@ from langchain_core.runnables import ConfigurableFieldSpec, RunnableConfig, Runn
 from stock_agent.agent.context import AgentContext, ConfirmChange
 from stock_agent.agent.prompts import system_prompt
 from stock_agent.core.models import Profile
+from stock_agent.core.usage import TurnUsage
 from stock_agent.errors import StockAgentError
 
 if TYPE_CHECKING:
@@ -63,13 +69,39 @@ def build_graph(model: BaseChatModel, tools: Sequence[BaseTool]) -> Any:
     return create_agent(model, list(tools), name="stock_agent", context_schema=AgentContext)
 
 
-def final_answer(messages: Sequence[BaseMessage]) -> AIMessage:
-    """The last assistant message, as plain text to keep in memory (no tool calls, no metadata).
-    Its unique id lets the history recognise a retried save."""
+def final_answer(messages: Sequence[BaseMessage], usage: TurnUsage | None = None) -> AIMessage:
+    """The last assistant message, as plain text to keep in memory (no tool calls), with the
+    turn's `usage` when its requests reported any. Its unique id lets the history recognise
+    a retried save."""
+    text = ""
     for message in reversed(messages):
         if isinstance(message, AIMessage) and not message.tool_calls:
-            return AIMessage(content=message.text, id=f"answer-{uuid.uuid4().hex}")
-    return AIMessage(content="", id=f"answer-{uuid.uuid4().hex}")
+            text = message.text
+            break
+    answer = AIMessage(content=text, id=f"answer-{uuid.uuid4().hex}")
+    if usage is not None and usage.requests:
+        answer.usage_metadata = {
+            "input_tokens": usage.tokens_in,
+            "output_tokens": usage.tokens_out,
+            "total_tokens": usage.tokens_in + usage.tokens_out,
+        }
+        answer.response_metadata = {"model_name": usage.model, "cost_usd": usage.cost}
+    return answer
+
+
+def answer_usage(answer: BaseMessage, model: str) -> TurnUsage:
+    """The usage an answer of `final_answer` carries (no requests counted when it has none)."""
+    usage = getattr(answer, "usage_metadata", None)
+    if not usage:
+        return TurnUsage(model)
+    meta = getattr(answer, "response_metadata", None) or {}
+    return TurnUsage(
+        str(meta.get("model_name") or model),
+        int(usage.get("input_tokens", 0)),
+        int(usage.get("output_tokens", 0)),
+        meta.get("cost_usd"),
+        1,
+    )
 
 
 def _the_history(history: SessionHistory) -> SessionHistory:
@@ -89,8 +121,12 @@ class ChatAgent:
         today: Callable[[], dt.date] = dt.date.today,
         explain_error: Callable[[BaseException], StockAgentError | None] | None = None,
         saver: TurnSaver | None = None,
+        model_name: str = "",
+        prices: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.graph = graph
+        self.model_name = model_name  # for the turn's usage and its price
+        self.prices = prices
         self.sessions = sessions
         # Saves each turn; keeps (and reports) one whose save fails. None: save directly.
         self.saver = saver
@@ -121,14 +157,25 @@ class ChatAgent:
     def _turn(self, inputs: dict[str, Any], config: RunnableConfig) -> AIMessage:
         messages = self._messages(inputs["profile"], inputs.get("history", []), inputs["input"])
         result = self.graph.invoke({"messages": messages}, config=config, context=inputs["context"])
-        return final_answer(result["messages"])
+        return self._answer(result["messages"], len(messages))
 
     async def _aturn(self, inputs: dict[str, Any], config: RunnableConfig) -> AIMessage:
         messages = self._messages(inputs["profile"], inputs.get("history", []), inputs["input"])
         result = await self.graph.ainvoke(
             {"messages": messages}, config=config, context=inputs["context"]
         )
-        return final_answer(result["messages"])
+        return self._answer(result["messages"], len(messages))
+
+    def _answer(self, messages: Sequence[BaseMessage], sent: int) -> AIMessage:
+        """The final answer of a turn whose first `sent` messages were its input, with the
+        usage its model requests reported."""
+        reported = [
+            m.usage_metadata
+            for m in messages[sent:]
+            if isinstance(m, AIMessage) and m.usage_metadata is not None
+        ]
+        usage = TurnUsage.of(self.model_name, reported, self.prices)
+        return final_answer(messages, usage)
 
     def _explained(self, exc: Exception) -> StockAgentError | None:
         if isinstance(exc, StockAgentError) or self.explain_error is None:
@@ -192,10 +239,13 @@ class ChatAgent:
         callbacks: list[BaseCallbackHandler] | None = None,
         on_fetch: Listener | None = None,
         confirm: ConfirmChange | None = None,
+        on_usage: Callable[[TurnUsage], None] | None = None,
     ) -> str:
         """One remembered turn for `user_id`: the model sees the session's window and the
         user's profile; the turn is saved once the answer is complete. A profile change the
-        model proposes is saved only when `confirm(change)` says yes (no `confirm`: refused)."""
+        model proposes is saved only when `confirm(change)` says yes (no `confirm`: refused).
+        `on_usage(usage)` is told what the turn used once the answer is complete, before the
+        save."""
         sessions = self._memory()
         if self.saver is not None:
             self.saver.before_turn()  # turns kept after a failed save go first: this read sees them
@@ -207,6 +257,8 @@ class ChatAgent:
             warnings.simplefilter("ignore", DeprecationWarning)
             answer = self._run(lambda: self.runnable.invoke(inputs, config=config))
         reply = answer.text if isinstance(answer, BaseMessage) else str(answer)
+        if on_usage is not None:
+            on_usage(answer_usage(answer, self.model_name))
         if self.saver is None:
             sessions.save_turn(user_id, session_id, memory.history.pending)
         else:  # a failed save keeps the turn and raises TurnNotSaved, which carries the reply
@@ -222,6 +274,7 @@ class ChatAgent:
         callbacks: list[BaseCallbackHandler] | None = None,
         on_fetch: Listener | None = None,
         confirm: ConfirmChange | None = None,
+        on_usage: Callable[[TurnUsage], None] | None = None,
     ) -> str:
         """`ask` on the event loop: the same turn, its read and save awaited on the asyncio
         client. Many users' turns may run at once in one loop."""
@@ -234,6 +287,8 @@ class ChatAgent:
         )
         answer = await self._arun(self.runnable.ainvoke(inputs, config=config))
         reply = answer.text if isinstance(answer, BaseMessage) else str(answer)
+        if on_usage is not None:
+            on_usage(answer_usage(answer, self.model_name))
         if self.saver is None:
             await sessions.asave_turn(user_id, session_id, memory.history.pending)
         else:

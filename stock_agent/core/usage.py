@@ -79,3 +79,109 @@ def usage_line(
     parts.append(f"{tokens_in:,} in / {tokens_out:,} out")
     parts.append(format_cost(cost))
     return " · ".join(parts)
+
+
+# A model server's reported count above this is not believed (one turn, in or out).
+MAX_TOKENS_PER_TURN = 100_000_000
+
+
+def _tokens(value: object) -> int:
+    """A reported token count as a whole number >= 0 (anything else counts as 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0
+    return int(min(max(value, 0), MAX_TOKENS_PER_TURN))
+
+
+def stored_count(raw: object) -> float:
+    """A counter read back from the store, or 0 when it is missing or not a number (a damaged
+    field is not trusted)."""
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return value if value == value and 0 <= value < 1e18 else 0.0
+
+
+@dataclass(frozen=True)
+class TurnUsage:
+    """What one turn used: the model, its requests, tokens in and out (summed over the
+    requests), and the cost in dollars (None: the model's price is not known)."""
+
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+    requests: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        model: str,
+        reported: Sequence[Mapping[str, object]],
+        prices: Mapping[str, tuple[float, float]] | None = None,
+    ) -> TurnUsage:
+        """The turn's usage from each request's reported usage (`input_tokens`,
+        `output_tokens`, as LangChain's `usage_metadata` has them)."""
+        tokens_in = sum(_tokens(r.get("input_tokens")) for r in reported)
+        tokens_out = sum(_tokens(r.get("output_tokens")) for r in reported)
+        cost = turn_cost(model, tokens_in, tokens_out, prices)
+        return cls(model, tokens_in, tokens_out, cost, len(reported))
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Turns, tokens and cost added up (a session's, a day's, a model's). `cost` sums the
+    priced turns; `unpriced` counts the turns whose model had no price."""
+
+    turns: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    unpriced: int = 0
+
+    def __add__(self, other: UsageTotals) -> UsageTotals:
+        return UsageTotals(
+            self.turns + other.turns,
+            self.tokens_in + other.tokens_in,
+            self.tokens_out + other.tokens_out,
+            self.cost + other.cost,
+            self.unpriced + other.unpriced,
+        )
+
+    @property
+    def cost_text(self) -> str:
+        """`$0.0123`, with "+ N unpriced" when some turns had no price; "unpriced" when none had."""
+        if not self.turns:
+            return "-"
+        if self.unpriced == self.turns:
+            return "unpriced"
+        text = format_cost(self.cost)
+        return f"{text} + {self.unpriced} unpriced" if self.unpriced else text
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "turns": self.turns,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": round(self.cost, 6) if self.turns > self.unpriced else None,
+            "unpriced_turns": self.unpriced,
+        }
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    """One user's usage on one day (an ISO date), by model."""
+
+    day: str
+    by_model: Mapping[str, UsageTotals]
+
+    @property
+    def total(self) -> UsageTotals:
+        return sum(self.by_model.values(), UsageTotals())
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "date": self.day,
+            **self.total.to_dict(),
+            "models": {m: t.to_dict() for m, t in sorted(self.by_model.items())},
+        }

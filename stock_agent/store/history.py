@@ -39,16 +39,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] = messages list, KEYS[2] = the user's session index
+# KEYS[1] = messages list, KEYS[2] = the user's session index, KEYS[3] = the session's usage,
+# KEYS[4] = the user's usage of the day
 # ARGV[1] = ttl, ARGV[2] = window, ARGV[3] = now, ARGV[4] = session id,
-# ARGV[5] = "1" when the last message has an id, ARGV[6..] = messages, oldest first
+# ARGV[5] = "1" when the last message has an id, ARGV[6..9] = the turn's usage (tokens in,
+# tokens out, cost or "", model; tokens in "" when the turn carries none), ARGV[10..] =
+# messages, oldest first
 _APPEND_TURN = """
-local key, index = KEYS[1], KEYS[2]
+local key, index, usage, day = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl, window, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 -- A call retried after its reply was lost (retry on timeout) finds its last message, which
--- carries a unique id, already on top: the turn is not appended twice.
+-- carries a unique id, already on top: the turn is not appended (or counted) twice.
 if not (ARGV[5] == '1' and redis.call('LINDEX', key, 0) == ARGV[#ARGV]) then
-  for i = 6, #ARGV do redis.call('LPUSH', key, ARGV[i]) end
+  for i = 10, #ARGV do redis.call('LPUSH', key, ARGV[i]) end
+  if ARGV[6] ~= '' then
+    local model = ARGV[9]
+    redis.call('HINCRBY', usage, 'turns', 1)
+    redis.call('HINCRBY', usage, 'in', ARGV[6])
+    redis.call('HINCRBY', usage, 'out', ARGV[7])
+    redis.call('HINCRBY', day, 'turns|' .. model, 1)
+    redis.call('HINCRBY', day, 'in|' .. model, ARGV[6])
+    redis.call('HINCRBY', day, 'out|' .. model, ARGV[7])
+    if ARGV[8] == '' then
+      redis.call('HINCRBY', usage, 'unpriced', 1)
+      redis.call('HINCRBY', day, 'unpriced|' .. model, 1)
+    else
+      redis.call('HINCRBYFLOAT', usage, 'cost', ARGV[8])
+      redis.call('HINCRBYFLOAT', day, 'cost|' .. model, ARGV[8])
+    end
+  end
 end
 local n = redis.call('LLEN', key)
 local function is_human(item)
@@ -73,6 +92,7 @@ if n > window then
   n = keep
 end
 redis.call('EXPIRE', key, ttl)
+redis.call('EXPIRE', usage, ttl)
 redis.call('ZADD', index, now, ARGV[4])
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now - ttl))
 redis.call('EXPIRE', index, ttl)
@@ -82,6 +102,25 @@ return n
 
 def encode(message: BaseMessage) -> str:
     return json.dumps(message_to_dict(message))
+
+
+def usage_args(message: BaseMessage) -> list[str]:
+    """The save script's usage arguments from a turn's last message: the tokens, cost and
+    model the agent put on its answer (`usage_metadata`, `response_metadata`), or blanks for
+    a message that carries none (it is stored, not counted)."""
+    from stock_agent.core.usage import MAX_TOKENS_PER_TURN
+
+    usage = getattr(message, "usage_metadata", None)
+    meta = getattr(message, "response_metadata", None) or {}
+    model = meta.get("model_name")
+    if not usage or not isinstance(model, str) or not model or len(model) > 200:
+        return ["", "", "", ""]
+    counts = [usage.get("input_tokens"), usage.get("output_tokens")]
+    if not all(isinstance(c, int) and 0 <= c <= MAX_TOKENS_PER_TURN for c in counts):
+        return ["", "", "", ""]
+    cost = meta.get("cost_usd")
+    priced = isinstance(cost, int | float) and not isinstance(cost, bool) and 0 <= cost < 1e9
+    return [str(counts[0]), str(counts[1]), repr(float(cost)) if priced else "", model]  # type: ignore[arg-type]
 
 
 def trim_to_turn_start(messages: list[BaseMessage]) -> list[BaseMessage]:
@@ -155,6 +194,8 @@ class SessionHistory(BaseChatMessageHistory):
         self.session_id = session_id
         self.key = keys.messages(user_id, session_id)  # validates both ids
         self.index_key = keys.sessions(user_id)
+        self.usage_key = keys.session_usage(user_id, session_id)
+        self.keys = keys
         self.ttl = ttl
         self.window = window
         self.clock = clock
@@ -169,9 +210,10 @@ class SessionHistory(BaseChatMessageHistory):
         replies it adds. The first reply is the raw list."""
         pipe.lrange(self.key, 0, self.window - 1)
         pipe.expire(self.key, self.ttl)
+        pipe.expire(self.usage_key, self.ttl)
         pipe.zadd(self.index_key, {self.session_id: self.clock()}, xx=True)
         pipe.expire(self.index_key, self.ttl)
-        return 4
+        return 5
 
     def decode(self, raw: Sequence[str]) -> list[BaseMessage]:
         decoded = decode_messages(raw, self.key)
@@ -203,15 +245,19 @@ class SessionHistory(BaseChatMessageHistory):
         self.save(messages)
 
     def _save_call(self, messages: Sequence[BaseMessage]) -> tuple[list[str], list[Any]]:
-        """The save script's keys and arguments (shared by `save` and `asave`)."""
+        """The save script's keys and arguments (shared by `save` and `asave`). The day is the
+        local date of the save."""
+        now = self.clock()
+        day = time.strftime("%Y-%m-%d", time.localtime(now))
         return (
-            [self.key, self.index_key],
+            [self.key, self.index_key, self.usage_key, self.keys.usage_day(self.user_id, day)],
             [
                 self.ttl,
                 self.window,
-                repr(self.clock()),
+                repr(now),
                 self.session_id,
                 "1" if messages[-1].id else "0",
+                *usage_args(messages[-1]),
                 *(encode(m) for m in messages),
             ],
         )
@@ -259,7 +305,7 @@ class SessionHistory(BaseChatMessageHistory):
 
     def clear(self) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.key)
+        pipe.delete(self.key, self.usage_key)
         pipe.zrem(self.index_key, self.session_id)
         pipe.execute()
 

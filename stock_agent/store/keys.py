@@ -1,8 +1,11 @@
 """Every Redis key the app uses, built in one place.
 
     agent:memory:{agent_id}:{user_id}:{session_id}:messages    list, sliding TTL
+    agent:memory:{agent_id}:{user_id}:{session_id}:usage       hash: the session's token usage
+                                                               and cost, same sliding TTL
     agent:memory:{agent_id}:{user_id}:sessions                 sorted set: session -> last activity
     agent:memory:{agent_id}:{user_id}:profile                  hash, no TTL
+    agent:memory:{agent_id}:{user_id}:usage:{date}             hash: a day's usage by model, no TTL
     agent:memory:{agent_id}:{user_id}:alerts:{symbol}:{date}   an alert fired (watch), TTL days
     agent:memory:{agent_id}:execution_cache:{tool}:{args-hash} JSON string, TTL per kind of data
     agent:memory:{agent_id}:execution_cache_lock:{tool}:{args-hash}   short lock for a miss
@@ -33,8 +36,15 @@ CACHE_INDEX_SHARDS = 8
 _RESERVED_USER_PREFIX = "execution_cache"
 _ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_USAGE_DAY_RE = re.compile(r":usage:[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 # The Redis type each kind of key must have (`TYPE` replies); anything else is damaged data.
-EXPECTED_TYPE = {"messages": "list", "sessions": "zset", "profile": "hash", "cache": "string"}
+EXPECTED_TYPE = {
+    "messages": "list",
+    "sessions": "zset",
+    "profile": "hash",
+    "usage": "hash",
+    "cache": "string",
+}
 # A damaged key set aside by `doctor --repair` lives this long, so nothing vanishes unseen.
 ASIDE_TTL = 7 * 86_400
 
@@ -96,6 +106,18 @@ class KeySpace:
     def messages(self, user_id: str, session_id: str) -> str:
         validate_id(session_id, "session id")
         return f"{self._user(user_id)}:{session_id}:messages"
+
+    def session_usage(self, user_id: str, session_id: str) -> str:
+        """The session's usage totals (turns, tokens in and out, cost): beside its messages,
+        with the same sliding TTL."""
+        validate_id(session_id, "session id")
+        return f"{self._user(user_id)}:{session_id}:usage"
+
+    def usage_day(self, user_id: str, day: str) -> str:
+        """`user_id`'s usage on `day` (an ISO date), by model; kept like the profile."""
+        if not isinstance(day, str) or not _DATE_RE.fullmatch(day):
+            raise InvalidId(f"invalid date {day!r}", fix="an ISO date such as 2026-11-20")
+        return f"{self._user(user_id)}:usage:{day}"
 
     def messages_prefix(self, user_id: str) -> str:
         """The part of a messages key before the session id (for langchain-community interop)."""
@@ -204,7 +226,8 @@ class KeySpace:
         return None
 
     def kind_of(self, key: str) -> str:
-        """Classify a key of this agent for `store status`: messages, sessions, profile, cache, other."""
+        """Classify a key of this agent for `store status`: messages, sessions, profile, usage,
+        cache, other."""
         if key.startswith(f"{self.root}:execution_cache"):
             return "cache"
         if key.endswith(":messages"):
@@ -213,4 +236,6 @@ class KeySpace:
             return "sessions"
         if key.endswith(":profile"):
             return "profile"
+        if key.endswith(":usage") or _USAGE_DAY_RE.search(key):
+            return "usage"
         return "other"

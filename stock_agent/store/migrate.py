@@ -2,8 +2,8 @@
 (embedded -> server -> cluster, or back), idempotently.
 
 Copied per user: the profile (hash, no TTL), every live session's messages (list, with its
-remaining TTL), the sessions index (sorted set, with its TTL) and the alert-fired markers
-(strings, with their TTL). Never the execution cache: it refills. Key names are translated
+remaining TTL) and usage totals (hash, with its TTL), the sessions index (sorted set, with its
+TTL), the usage by day (hashes, no TTL) and the alert-fired markers (strings, with their TTL). Never the execution cache: it refills. Key names are translated
 between the standalone form and the cluster hash-tag form by each side's `KeySpace`.
 
 Each target key is replaced, not merged: DEL and the write (RPUSH / HSET / ZADD / SET) and
@@ -38,6 +38,8 @@ class UserKeys:
     profile: str | None = None
     sessions: str | None = None
     messages: dict[str, str] = field(default_factory=dict)  # session id -> key
+    session_usage: dict[str, str] = field(default_factory=dict)  # session id -> key
+    usage_days: dict[str, str] = field(default_factory=dict)  # ISO date -> key
     alerts: dict[tuple[str, str], str] = field(default_factory=dict)  # (symbol, date) -> key
 
 
@@ -50,10 +52,11 @@ class UserCopy:
     sessions: int
     indexes: int
     alerts: int
+    usage: int = 0  # sessions' usage totals and days of usage
 
     @property
     def keys(self) -> int:
-        return self.profiles + self.sessions + self.indexes + self.alerts
+        return self.profiles + self.sessions + self.indexes + self.alerts + self.usage
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,8 @@ class MigrateReport:
 
 def parse_user_key(keys: KeySpace, key: str) -> tuple[str, str, tuple[str, ...]] | None:
     """(user id, kind, rest) of a user key of `keys`' agent in `keys`' form: kind is
-    "profile", "sessions", "messages" (rest: session id) or "alerts" (rest: symbol, date);
-    None for anything else (the cache, keys set aside, probes, keys of another form)."""
+    "profile", "sessions", "messages" or "session_usage" (rest: session id), "usage" (rest:
+    date) or "alerts" (rest: symbol, date); None for anything else (the cache, keys set aside, probes, keys of another form)."""
     head = f"{keys.root}:"
     if not key.startswith(head) or keys.kind_of(key) == "cache":
         return None
@@ -98,6 +101,10 @@ def parse_user_key(keys: KeySpace, key: str) -> tuple[str, str, tuple[str, ...]]
         return user, rest[0], ()
     if len(rest) == 2 and rest[1] == "messages" and is_valid_id(rest[0]):
         return user, "messages", (rest[0],)
+    if len(rest) == 2 and rest[0] == "usage" and keys.kind_of(key) == "usage":
+        return user, "usage", (rest[1],)  # a day (checked first: a session may be named "usage")
+    if len(rest) == 2 and rest[1] == "usage" and is_valid_id(rest[0]):
+        return user, "session_usage", (rest[0],)
     if len(rest) == 3 and rest[0] == "alerts":
         return user, "alerts", (rest[1], rest[2])
     return None
@@ -127,6 +134,10 @@ def scan_users(
             entry.sessions = str(key)
         elif kind == "messages":
             entry.messages[rest[0]] = str(key)
+        elif kind == "session_usage":
+            entry.session_usage[rest[0]] = str(key)
+        elif kind == "usage":
+            entry.usage_days[rest[0]] = str(key)
         else:
             entry.alerts[(rest[0], rest[1])] = str(key)
     return found
@@ -182,8 +193,9 @@ def copy_user(
     user_id: str,
     found: UserKeys,
 ) -> UserCopy:
-    """Copy one user's profile, sessions, sessions index and alert markers to the target."""
-    profiles = sessions = indexes = alerts = 0
+    """Copy one user's profile, sessions (and their usage), sessions index, usage by day and
+    alert markers to the target."""
+    profiles = sessions = indexes = alerts = usage = 0
     if found.profile is not None and _copy(
         source, target, found.profile, target_keys.profile(user_id), "hash"
     ):
@@ -192,6 +204,12 @@ def copy_user(
         dst = target_keys.messages(user_id, session_id)
         if _copy(source, target, found.messages[session_id], dst, "list"):
             sessions += 1
+    for session_id, src in sorted(found.session_usage.items()):
+        if _copy(source, target, src, target_keys.session_usage(user_id, session_id), "hash"):
+            usage += 1
+    for day, src in sorted(found.usage_days.items()):
+        if _copy(source, target, src, target_keys.usage_day(user_id, day), "hash"):
+            usage += 1
     if found.sessions is not None and _copy(
         source, target, found.sessions, target_keys.sessions(user_id), "zset"
     ):
@@ -203,7 +221,7 @@ def copy_user(
             continue
         if _copy(source, target, src, dst, "string"):
             alerts += 1
-    return UserCopy(user_id, profiles, sessions, indexes, alerts)
+    return UserCopy(user_id, profiles, sessions, indexes, alerts, usage)
 
 
 def migrate_users(

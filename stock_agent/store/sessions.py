@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
     from stock_agent.core.models import Profile
+    from stock_agent.core.usage import UsageTotals
     from stock_agent.store.history import SessionHistory
     from stock_agent.store.keys import KeySpace
     from stock_agent.store.profile import ProfileStore
@@ -49,6 +50,7 @@ class SessionInfo:
     messages: int
     last_activity: float  # unix time of the last read or write
     ttl: int  # seconds left before the session expires
+    usage: UsageTotals | None = None  # the session's turns, tokens and cost, as counted
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +60,7 @@ class SessionInfo:
                 "%Y-%m-%dT%H:%M:%S%z", time.localtime(self.last_activity)
             ),
             "expires_in": self.ttl,
+            "usage": self.usage.to_dict() if self.usage is not None else None,
         }
 
 
@@ -200,11 +203,12 @@ class SessionStore:
             key = keys.messages(user_id, session_id)
             pipe.llen(key)
             pipe.ttl(key)
+            pipe.hmget(keys.session_usage(user_id, session_id), *USAGE_FIELDS)
         replies = pipe.execute(raise_on_error=False)
         result: list[SessionInfo] = []
         gone: list[str] = []
         for i, (session_id, score) in enumerate(entries):
-            count, left = replies[2 * i], replies[2 * i + 1]
+            count, left, usage = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
             if is_wrong_type(count):  # a damaged session must not hide the others: skip it
                 damaged = wrong_type(client, keys, keys.messages(user_id, session_id))
                 self._warn_once(
@@ -217,7 +221,9 @@ class SessionStore:
             if count == 0 or left == -2:
                 gone.append(session_id)  # expired or cleared elsewhere
                 continue
-            result.append(SessionInfo(session_id, int(count), float(score), int(left)))
+            result.append(
+                SessionInfo(session_id, int(count), float(score), int(left), session_usage(usage))
+            )
         if gone:
             try:
                 client.zrem(index, *gone)
@@ -239,7 +245,9 @@ class SessionStore:
         validate_id(session_id, "session id")
         index = self.keys.sessions(user_id)
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.keys.messages(user_id, session_id))
+        pipe.delete(
+            self.keys.messages(user_id, session_id), self.keys.session_usage(user_id, session_id)
+        )
         pipe.zrem(index, session_id)
         deleted, removed = pipe.execute(raise_on_error=False)
         raise_reply(deleted, client=self.client, keys=self.keys)
@@ -264,6 +272,20 @@ class SessionStore:
                 " removes them)", skipped, key, user_id,
             )  # fmt: skip
         return out
+
+
+# The fields of a session's usage hash (written by the turn's save script).
+USAGE_FIELDS = ("turns", "in", "out", "cost", "unpriced")
+
+
+def session_usage(reply: object) -> UsageTotals | None:
+    """A session's usage from the HMGET of `USAGE_FIELDS` (None: nothing counted, or not a hash)."""
+    from stock_agent.core.usage import UsageTotals, stored_count
+
+    if not isinstance(reply, list) or not any(v is not None for v in reply):
+        return None
+    turns, tokens_in, tokens_out, cost, unpriced = (stored_count(v) for v in reply)
+    return UsageTotals(int(turns), int(tokens_in), int(tokens_out), cost, int(unpriced))
 
 
 def _message_dict(item: str | bytes) -> dict[str, Any] | None:

@@ -132,7 +132,7 @@ def collect_status(
             except redis.exceptions.NoPermissionError:
                 denied.append("ZCARD")
         if count_keys:
-            kinds = {"messages": 0, "sessions": 0, "profile": 0, "cache": 0, "other": 0}
+            kinds = {"messages": 0, "sessions": 0, "profile": 0, "usage": 0, "cache": 0, "other": 0}
             # An admin command, not a request path: SCAN (never KEYS) over this agent's prefix.
             try:
                 for key in client.scan_iter(match=keys.agent_pattern(), count=500):

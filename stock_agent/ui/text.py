@@ -10,8 +10,11 @@ from stock_agent.core.limits import DEFAULT_CURRENCY
 from stock_agent.sanitize import strip_control, strip_control_line
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from stock_agent.config import CacheTTLs
     from stock_agent.core.models import Profile
+    from stock_agent.core.usage import DayUsage
     from stock_agent.store.sessions import SessionInfo
     from stock_agent.store.status import StoreStatus
 
@@ -58,17 +61,19 @@ def format_sessions(user_id: str, sessions: list[SessionInfo]) -> str:
     if not sessions:
         return f"No live sessions for {user_id}. Start one with `stock-agent chat`."
     now = time.time()
-    header = ("SESSION", "MESSAGES", "LAST ACTIVITY", "EXPIRES IN")
+    header = ("SESSION", "MESSAGES", "LAST ACTIVITY", "EXPIRES IN", "TOKENS IN/OUT", "COST")
     rows = [
         (
             s.session_id,
             str(s.messages),
             _ago(now - s.last_activity),
             f"{max(s.ttl, 0) // 60}m{max(s.ttl, 0) % 60:02d}s",
+            f"{s.usage.tokens_in:,}/{s.usage.tokens_out:,}" if s.usage else "-",
+            s.usage.cost_text if s.usage else "-",
         )
         for s in sessions
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
         for r in [header, *rows]
@@ -192,3 +197,82 @@ def format_eviction(status: StoreStatus) -> str:
     else:
         limit = human_bytes(status.maxmemory)
     return f"maxmemory-policy {status.maxmemory_policy}, maxmemory {limit}"
+
+
+def message_usage(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The usage a stored answer carries (`sessions show --json`), or None."""
+    data = message.get("data") or {}
+    usage = data.get("usage_metadata") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    meta = data.get("response_metadata") or {}
+    return {
+        "model": meta.get("model_name") if isinstance(meta, dict) else None,
+        "tokens_in": usage.get("input_tokens"),
+        "tokens_out": usage.get("output_tokens"),
+        "cost_usd": meta.get("cost_usd") if isinstance(meta, dict) else None,
+    }
+
+
+def usage_summary(
+    user_id: str, first: dt.date, last: dt.date, days: list[DayUsage]
+) -> dict[str, Any]:
+    """`stock-agent usage --json`: the range, the total, the totals by model, and each day."""
+    from stock_agent.core.usage import UsageTotals
+
+    by_model: dict[str, UsageTotals] = {}
+    for day in days:
+        for model, totals in day.by_model.items():
+            by_model[model] = by_model.get(model, UsageTotals()) + totals
+    total = sum(by_model.values(), UsageTotals())
+    return {
+        "user_id": user_id,
+        "since": first.isoformat(),
+        "until": last.isoformat(),
+        "total": total.to_dict(),
+        "models": {m: t.to_dict() for m, t in sorted(by_model.items())},
+        "days": [d.to_dict() for d in days],
+    }
+
+
+def format_usage(user_id: str, first: dt.date, last: dt.date, days: list[DayUsage]) -> str:
+    from stock_agent.core.usage import UsageTotals
+
+    span = (last - first).days + 1
+    title = f"Usage of {user_id} since {first.isoformat()} ({plural(span, 'day', 'days')})"
+    if not days:
+        return f"{title}\nNo chat turns counted in this range."
+    summary = usage_summary(user_id, first, last, days)
+    header = ("DATE", "TURNS", "TOKENS IN", "TOKENS OUT", "COST")
+    rows = [
+        (d.day, str(t.turns), f"{t.tokens_in:,}", f"{t.tokens_out:,}", t.cost_text)
+        for d in days
+        for t in [d.total]
+    ]
+    total = sum((d.total for d in days), UsageTotals())
+    rows.append(
+        (
+            "total",
+            str(total.turns),
+            f"{total.tokens_in:,}",
+            f"{total.tokens_out:,}",
+            total.cost_text,
+        )
+    )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in [header, *rows]
+    ]
+    models = [
+        f"  {strip_control_line(model)}: {plural(t['turns'], 'turn', 'turns')}, {t['tokens_in']:,} in / "
+        f"{t['tokens_out']:,} out, "
+        + UsageTotals(
+            t["turns"], t["tokens_in"], t["tokens_out"], t["cost_usd"] or 0.0, t["unpriced_turns"]
+        ).cost_text
+        for model, t in summary["models"].items()
+    ]
+    return "\n".join([title, *lines, "By model:", *models])
