@@ -1,9 +1,12 @@
-"""Show an answer while it streams: Markdown that re-renders as tokens arrive, and a status
-line while tools run (which tool, which symbol, cached or fetched). On a pipe, plain text."""
+"""Show an answer while it streams: Markdown that re-renders as tokens arrive, a "thinking ..."
+spinner until the model's first token (and again after each tool), and a status line while
+tools run (which tool, which symbol, cached or fetched). On a pipe, plain text only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,14 +20,72 @@ from stock_agent.sanitize import split_incomplete, strip_control
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
+    from rich.spinner import Spinner
 
     from stock_agent.services.market import FetchEvent
+
+THINKING = "thinking ..."
 
 
 def describe_tool_call(name: str, args: dict[str, Any]) -> str:
     symbols = args.get("symbols") or ([args["symbol"]] if args.get("symbol") else [])
     what = ", ".join(str(s).upper() for s in symbols)
     return f"{name}({what})" if what else name
+
+
+class TerminalEcho:
+    """The terminal's echo of typed keys, turned off while a live display is drawn.
+
+    An echoed key (`^C` for Ctrl-C, or text typed ahead) moves the cursor under the live
+    display: its last redraw then starts one line too low and leaves a copy of the answer's first
+    lines above it. Nothing typed is lost: the next prompt reads it. Off a terminal (a pipe, a
+    captured stream, no termios) it changes nothing."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._fd: int | None = None
+        self._saved: list[Any] | None = None
+
+    def off(self) -> None:
+        try:
+            import termios
+
+            fd = (self._stream or sys.stdin).fileno()
+            if not os.isatty(fd):
+                return
+            saved = termios.tcgetattr(fd)
+            quiet = list(saved)
+            quiet[3] = saved[3] & ~termios.ECHO  # the local modes; ISIG stays: Ctrl-C works
+            termios.tcsetattr(fd, termios.TCSANOW, quiet)  # not TCSAFLUSH: keep what was typed
+        except (ImportError, OSError, ValueError, AttributeError):
+            return
+        self._fd, self._saved = fd, saved
+
+    def restore(self) -> None:
+        fd, saved, self._fd, self._saved = self._fd, self._saved, None, None
+        if fd is not None and saved is not None:
+            import termios
+
+            with contextlib.suppress(OSError):
+                termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+    @contextmanager
+    def on(self) -> Iterator[None]:
+        """Echo again meanwhile (to ask the user something in the middle of an answer)."""
+        if self._fd is None:
+            yield
+            return
+        import termios
+
+        quiet = termios.tcgetattr(self._fd)
+        echoing = list(quiet)
+        echoing[3] = quiet[3] | termios.ECHO
+        termios.tcsetattr(self._fd, termios.TCSANOW, echoing)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                termios.tcsetattr(self._fd, termios.TCSANOW, quiet)
 
 
 class StreamRenderer(BaseCallbackHandler):
@@ -40,31 +101,53 @@ class StreamRenderer(BaseCallbackHandler):
         self.out = out or sys.stdout
         self.text = ""
         self.status = ""
+        # The model is working and nothing shows it yet (before its first token, after a tool):
+        # a spinner says so. Never on a pipe, never in the final render.
+        self.thinking = False
         self._held = ""  # the start of a control sequence still arriving
         self._live: Live | None = None
+        self._spinner: Spinner | None = None
+        self._echo = TerminalEcho()
         self._lock = threading.Lock()
 
     # -- lifecycle
     def __enter__(self) -> StreamRenderer:
         self.text, self.status, self._held = "", "", ""
+        self.thinking = not self.plain
         if not self.plain:
             from rich.live import Live
+            from rich.spinner import Spinner
+            from rich.text import Text
 
-            self._live = Live(
-                self._renderable(), console=self.console, refresh_per_second=12, transient=False
-            )
-            self._live.__enter__()
+            self._spinner = Spinner("dots", Text(THINKING, style="dim"), style="dim")
+            self._echo.off()
+            try:
+                self._live = Live(
+                    self._renderable(),
+                    console=self.console,
+                    refresh_per_second=12,
+                    transient=False,
+                )
+                self._live.__enter__()
+            except BaseException:
+                self._live = None
+                self._echo.restore()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.status = ""
+        self.thinking = False
         held, self._held = self._held, ""
         if held:  # a sequence that never completed: what strip_control leaves of it
             self._write(strip_control(held))
         if self._live is not None:
-            self._live.update(self._renderable(), refresh=True)
-            self._live.__exit__(None, None, None)
-            self._live = None
+            live, self._live = self._live, None
+            try:
+                live.update(self._renderable(), refresh=True)
+                live.__exit__(None, None, None)
+            finally:
+                self._echo.restore()
         elif self.plain:
             if self.text and not self.text.endswith("\n"):
                 self.out.write("\n")
@@ -72,12 +155,14 @@ class StreamRenderer(BaseCallbackHandler):
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """Stop the live display (e.g. to ask the user something), then carry on."""
+        """Stop the live display (e.g. to ask the user something, with the keys echoed), then
+        carry on."""
         live = self._live
         if live is not None:
             live.stop()
         try:
-            yield
+            with self._echo.on():
+                yield
         finally:
             if live is not None:
                 live.start()
@@ -92,6 +177,8 @@ class StreamRenderer(BaseCallbackHandler):
             parts.append(Markdown(self.text))
         if self.status:
             parts.append(Text(f"⋯ {self.status}", style="dim"))
+        if self.thinking and self._spinner is not None:
+            parts.append(self._spinner)
         return Group(*parts)
 
     def _refresh(self) -> None:
@@ -101,6 +188,8 @@ class StreamRenderer(BaseCallbackHandler):
     def set_status(self, status: str) -> None:
         with self._lock:
             self.status = status
+            if status:
+                self.thinking = False
             if self.plain:
                 if status and sys.stderr.isatty():
                     sys.stderr.write(f"  ⋯ {status}\n")
@@ -124,6 +213,7 @@ class StreamRenderer(BaseCallbackHandler):
             return
         self.text += token
         self.status = ""
+        self.thinking = False
         if self.plain:
             self.out.write(token)
             self.out.flush()
@@ -149,6 +239,20 @@ class StreamRenderer(BaseCallbackHandler):
                 if self.plain:
                     self.out.write("\n\n")
         self.set_status(f"running {describe_tool_call(name, args)}")
+
+    def on_tool_end(self, output: Any, **kwargs: Any) -> None:
+        self._think_again()
+
+    def on_tool_error(self, error: BaseException, **kwargs: Any) -> None:
+        self._think_again()
+
+    def _think_again(self) -> None:
+        """A tool is done and the model works on its result: the spinner again (below the last
+        status line, which stays until the model writes)."""
+        if not self.plain:
+            with self._lock:
+                self.thinking = True
+                self._refresh()
 
     def on_fetch(self, event: FetchEvent) -> None:
         """MarketService listener: one line per symbol fetched or served from the cache."""
