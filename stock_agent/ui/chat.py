@@ -1,9 +1,10 @@
 """`stock-agent chat`: the terminal chat loop.
 
-In a terminal: line editing and input history (prompt_toolkit), the answer rendered as
-Markdown while it streams, a status line while tools run, slash commands. Ctrl-C stops the
-current answer and keeps the chat; Ctrl-D or /exit leaves. On a pipe: one message per line,
-plain answers, so it can be scripted.
+In a terminal: line editing, input history and Tab completion of slash commands
+(prompt_toolkit), a "thinking ..." spinner until the model writes, the answer rendered as
+Markdown while it streams, a status line while tools run, a dim label and a blank line around
+each turn. Ctrl-C stops the current answer and keeps the chat; Ctrl-D or /exit leaves. On a
+pipe: one message per line, plain answers, so it can be scripted.
 
 The chat survives the store: Redis down, restarted, full, or a damaged key is one line, and
 the chat goes on (the next turn works as soon as the server does; an embedded server that
@@ -13,19 +14,32 @@ unsaved at the end goes to the journal, and a piped chat then exits with `ExitSt
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TextIO, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, TextIO, TypeVar
 
-from stock_agent.errors import ModelNotConfigured, StockAgentError, StoreUnavailable
+from stock_agent.errors import (
+    InvalidId,
+    InvalidInput,
+    ModelNotConfigured,
+    ModelUnavailable,
+    StockAgentError,
+    StoreUnavailable,
+)
 from stock_agent.sanitize import strip_control, strip_control_line
 from stock_agent.store.keys import validate_id
 from stock_agent.ui.progress import stop_fetches_on_ctrl_c
 from stock_agent.ui.text import plural
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+    from prompt_toolkit.document import Document
     from rich.console import Console
 
     from stock_agent.agent.agent import ChatAgent
@@ -41,12 +55,26 @@ Slash commands:
   /help       this help
   /profile    your saved profile (the agent updates it when you state a preference)
   /history    the messages of this session
-  /sessions   your live sessions
+  /sessions   your live sessions (* marks this one)
   /new        start a new session
   /clear      forget this session's messages
+  /resume ID  switch to the live session ID
+  /retry      ask your last message again (after Ctrl-C, an error, or for another answer)
+  /model [NAME]  the model, or switch to NAME for the rest of this chat
+  /export [PATH]  write this session to PATH: Markdown, or JSON if it ends in .json
+              (default session-ID.md)
   /chart SYMBOL [PATH]  draw SYMBOL's last year to a PNG (default chart-SYMBOL.png)
   /exit       leave (Ctrl-D works too)
-Ctrl-C stops an answer and keeps the chat."""
+Tab completes a command. Ctrl-C stops an answer and keeps the chat."""
+
+# What Tab completes, in the order shown (aliases such as /quit still work, unlisted).
+COMMANDS = (
+    "/help", "/profile", "/history", "/sessions", "/new", "/clear", "/chart", "/retry",
+    "/model", "/resume", "/export", "/exit",
+)  # fmt: skip
+ANSWER_LABEL = "stock-agent"  # the dim line above each answer in a terminal
+# How a turn ended: answered (and saved), answered but not saved yet, stopped by Ctrl-C, failed.
+Outcome = Literal["answered", "unsaved", "stopped", "failed"]
 
 
 @dataclass
@@ -60,6 +88,11 @@ class ChatState:
     err: TextIO = field(default_factory=lambda: sys.stderr)
     store_down: bool = False  # the last store failure was "does not answer"
     unanswered: int = 0  # messages the store kept from being answered (a piped chat exits 3)
+    model: str = ""  # the model of the next turn ("": the settings'); /model changes it
+    last_sent: str | None = None  # the last message sent in this chat (/retry sends it again)
+
+    def __post_init__(self) -> None:
+        self.model = self.model or self.app.settings.model
 
     def say(self, text: str) -> None:
         self.out.write(strip_control(text) + "\n")
@@ -197,13 +230,27 @@ def choose_session(app: App, user_id: str, session_id: str | None, new: bool) ->
     return new_session_id(), False
 
 
-def slash_command(state: ChatState, line: str) -> bool:
-    """Run a slash command; return False when the chat should end."""
+class CommandError(InvalidInput):
+    """A slash command that cannot run as typed (a bad id, an unwritable path): one line, and
+    nothing changed. On a pipe it goes to standard error and the chat goes on."""
+
+
+@dataclass(frozen=True)
+class SendAgain:
+    """What /retry asks for: send `text` as the next message."""
+
+    text: str
+
+
+def slash_command(state: ChatState, line: str) -> bool | SendAgain:
+    """Run a slash command: False when the chat should end, `SendAgain` for a message to send
+    now (/retry), True otherwise."""
     from stock_agent.store.sessions import new_session_id
-    from stock_agent.ui.text import format_messages, format_profile, format_sessions
+    from stock_agent.ui.text import format_messages, format_profile
 
     app = state.app
-    command = line.split()[0].lower()
+    command, *args = line.split(None, 1)
+    command, rest = command.lower(), args[0].strip() if args else ""
     if command in ("/exit", "/quit", "/q"):
         return False
     if command in ("/help", "/?"):
@@ -214,19 +261,25 @@ def slash_command(state: ChatState, line: str) -> bool:
         messages = app.sessions.raw_messages(state.user_id, state.session_id)
         state.say(format_messages(messages) if messages else "(no messages in this session yet)")
     elif command == "/sessions":
-        sessions = app.sessions.list(state.user_id)
-        text = format_sessions(state.user_id, sessions)
-        state.say(
-            text.replace(f"\n{state.session_id} ", f"\n{state.session_id}*", 1)
-            if sessions
-            else text
-        )
+        state.say(sessions_text(state))
     elif command == "/new":
         state.session_id = new_session_id()
         state.say(f"new session {state.session_id}")
     elif command == "/clear":
         app.sessions.clear(state.user_id, state.session_id)
         state.say(f"session {state.session_id} cleared")
+    elif command == "/resume":
+        state.say(resume(state, rest))
+    elif command == "/retry":
+        text = retry_text(state)
+        if text is None:
+            state.say("nothing to retry")
+        else:
+            return SendAgain(text)
+    elif command == "/model":
+        state.say(switch_model(state, rest))
+    elif command == "/export":
+        state.say(export_session(state, rest))
     elif command == "/chart":
         from stock_agent.ui.charts import chart_command
 
@@ -234,6 +287,159 @@ def slash_command(state: ChatState, line: str) -> bool:
     else:
         state.say(f"unknown command {command}; /help lists them")
     return True
+
+
+def sessions_text(state: ChatState) -> str:
+    """/sessions: the live sessions, this one starred; a session with no messages yet (just
+    made by /new or /clear) is not in the index, so it gets a line of its own."""
+    from stock_agent.ui.text import format_sessions
+
+    sessions = state.app.sessions.list(state.user_id)
+    current = state.session_id
+    if any(s.session_id == current for s in sessions):
+        text = format_sessions(state.user_id, sessions)
+        return text.replace(f"\n{current} ", f"\n{current}*", 1)
+    extra = f"{current}* (this session, no messages yet)"
+    if not sessions:
+        return f"Sessions of {state.user_id}, newest first\n{extra}"
+    title, header, *rows = format_sessions(state.user_id, sessions).split("\n")
+    return "\n".join([title, header, extra, *rows])  # the newest: it was made in this chat
+
+
+def resume(state: ChatState, session_id: str) -> str:
+    """/resume ID: switch to the live session ID (nothing changes if it is not one)."""
+    if not session_id:
+        raise CommandError("which session?", fix="usage: /resume ID; /sessions lists them")
+    try:
+        validate_id(session_id, "session id")
+    except InvalidId as exc:
+        raise CommandError(exc.message, fix=exc.fix) from None
+    count = state.app.sessions.count_messages(state.user_id, session_id)
+    if not count:
+        return f"no live session {session_id}; /sessions lists them"
+    state.session_id = session_id
+    return f"resumed session {session_id} ({plural(count, 'message', 'messages')})"
+
+
+def retry_text(state: ChatState) -> str | None:
+    """/retry: the last message sent in this chat, else the session's last message from the
+    user, else None."""
+    if state.last_sent is not None:
+        return state.last_sent
+    for message in reversed(state.app.sessions.raw_messages(state.user_id, state.session_id)):
+        if message.get("type") == "human":
+            text = message_text(message).strip()
+            if text:
+                return text
+    return None
+
+
+def switch_model(state: ChatState, name: str) -> str:
+    """/model [NAME]: the model of this chat, or NAME from the next message on (its agent is
+    built then, so the prompt never waits for it)."""
+    if not name:
+        return f"model {state.model}"
+    if len(name) > 200 or " " in name or strip_control_line(name) != name:
+        raise CommandError(f"invalid model name {name[:80]!r}", fix="usage: /model NAME")
+    state.model = name
+    return f"model {name} for the rest of this chat"
+
+
+def agent_for(app: App, model: str) -> ChatAgent:
+    """The agent of `model` (built on first use, then kept by the App). A model that cannot be
+    built is one error line with the fix."""
+    try:
+        return app.agent(model=model)
+    except StockAgentError:
+        raise
+    except Exception as exc:  # e.g. init_chat_model's "unknown provider"
+        fix = (
+            "/model NAME picks another"
+            if model != app.settings.model
+            else "check STOCK_AGENT_MODEL or --model"
+        )
+        raise ModelUnavailable(f"cannot use model {model!r}: {exc}", fix=fix) from exc
+
+
+# Stored message types as /export names them (the Markdown shows only "you" and the agent).
+_EXPORT_ROLE = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+_MARKDOWN_NAME = {"human": "you", "ai": "stock-agent"}
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A stored message's text (content blocks joined), as stored: not sanitized."""
+    content = (message.get("data") or {}).get("content", "")
+    if isinstance(content, list):
+        return " ".join(
+            str(b.get("text", "")) if isinstance(b, dict) else str(b) for b in content
+        ).strip()
+    return str(content)
+
+
+def session_export(
+    user_id: str, session_id: str, messages: list[dict[str, Any]], *, json_format: bool
+) -> str:
+    """The text of /export: Markdown (a title, then each turn as "you" / "stock-agent"
+    blocks; tool and system messages left out), or JSON with every message. The text is kept
+    as stored: a file is not a terminal."""
+    import datetime as dt
+    import json
+
+    if json_format:
+        document = {
+            "user_id": user_id,
+            "session_id": session_id,
+            "exported_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "messages": [
+                {"role": _EXPORT_ROLE.get(str(m.get("type")), str(m.get("type"))), "content": t}
+                for m in messages
+                if (t := message_text(m))
+            ],
+        }
+        return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    parts = [f"# stock-agent session {session_id}", f"User: {user_id}"]
+    for m in messages:
+        name = _MARKDOWN_NAME.get(str(m.get("type")))
+        text = message_text(m).strip()
+        if name and text:
+            parts += [f"**{name}**", text]
+    return "\n\n".join(parts) + "\n"
+
+
+def export_session(state: ChatState, path_text: str) -> str:
+    """/export [PATH]: write this session to PATH (default `session-ID.md`); the line to show."""
+    messages = state.app.sessions.raw_messages(state.user_id, state.session_id)
+    if not messages:
+        return "nothing to export: this session has no messages yet"
+    path = Path(path_text or f"session-{state.session_id}.md").expanduser()
+    text = session_export(
+        state.user_id,
+        state.session_id,
+        messages,
+        json_format=path.suffix.lower() == ".json",
+    )
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return f"exported {plural(len(messages), 'message', 'messages')} to {path.resolve()}"
+
+
+def complete_slash(state: ChatState, before_cursor: str) -> tuple[str, list[str]]:
+    """Tab completion: (the word being completed, its candidates). Commands when the line is
+    one word starting with "/"; after `/resume `, the ids of the live sessions."""
+    if not before_cursor.startswith("/"):
+        return "", []
+    command, space, rest = before_cursor.partition(" ")
+    if not space:
+        return command, [c for c in COMMANDS if c.startswith(command.lower())]
+    if command.lower() != "/resume" or " " in rest:
+        return rest, []
+    try:
+        ids = [s.session_id for s in state.app.sessions.list(state.user_id)]
+    except Exception:  # the store does not answer: no candidates, no error under the prompt
+        return rest, []
+    return rest, [i for i in ids if i.startswith(rest)]
 
 
 def ask(agent: ChatAgent, state: ChatState, text: str, renderer: StreamRenderer) -> str:
@@ -305,18 +511,25 @@ def _piped_lines(state: ChatState) -> None:
     from stock_agent.ui.stream import StreamRenderer
 
     renderer = StreamRenderer(None, plain=True, out=state.out)
-    agent = state.app.agent()
+    agent_for(state.app, state.model)  # the model stack loads before the first line is read
     for raw in sys.stdin:
         line = raw.strip()
         if not line:
             continue
         try:
             if line.startswith("/"):
-                if not slash_command(state, line):
+                step = slash_command(state, line)
+                if step is False:
                     return
-                continue
+                if not isinstance(step, SendAgain):
+                    continue
+                line = step.text
+            state.last_sent = line
             with stop_fetches_on_ctrl_c():  # one Ctrl-C also stops a running fetch
-                ask(agent, state, line, renderer)
+                ask(agent_for(state.app, state.model), state, line, renderer)
+            _end_of_turn(state, "answered")
+        except CommandError as exc:
+            state.warn(exc.one_line())
         except Exception as exc:
             trouble = store_trouble(state, exc)
             if trouble is None:
@@ -329,19 +542,22 @@ def _piped_lines(state: ChatState) -> None:
 def _interactive(state: ChatState, resumed: bool) -> None:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from rich.text import Text
 
-    from stock_agent.store.turns import TurnNotSaved
     from stock_agent.ui.console import make_console
 
     app = state.app
     console = make_console(highlight=False)
 
-    def load() -> tuple[ChatAgent, StreamRenderer]:
+    def load() -> StreamRenderer:
         # The model stack (LangChain, the OpenAI client) takes a second or more to import: it
         # loads while the user types, and the first message waits for it.
         from stock_agent.ui.stream import StreamRenderer
 
-        return app.agent(), StreamRenderer(console)
+        renderer = StreamRenderer(console)
+        with contextlib.suppress(StockAgentError):  # said by the first message that uses it
+            agent_for(app, app.settings.model)
+        return renderer
 
     stack = InBackground(load)
     history: Any
@@ -350,7 +566,10 @@ def _interactive(state: ChatState, resumed: bool) -> None:
         history = FileHistory(str(app.settings.home / "chat_input_history"))
     except OSError:
         history = InMemoryHistory()
-    prompt: PromptSession[str] = PromptSession(history=history)
+    # Tab completes; completing while typing would query the store on each key after /resume.
+    prompt: PromptSession[str] = PromptSession(
+        history=history, completer=_slash_completer(state), complete_while_typing=False
+    )
 
     how = "new"
     if resumed:
@@ -365,7 +584,7 @@ def _interactive(state: ChatState, resumed: bool) -> None:
             _print_line(console, store_line(state, trouble), "red")
     console.print(
         f"[bold]stock-agent[/] · user [cyan]{state.user_id}[/] · session [cyan]{state.session_id}[/] {how} "
-        f"· model {app.settings.model} · /help for commands, Ctrl-D to leave"
+        f"· model {state.model} · /help for commands, Ctrl-D to leave"
     )
     stack.start()  # after the banner: the prompt appears at once, the stack loads meanwhile
     while True:
@@ -379,29 +598,20 @@ def _interactive(state: ChatState, resumed: bool) -> None:
             continue
         if line.startswith("/"):
             try:
-                if not slash_command(state, line):
-                    break
+                step = slash_command(state, line)
             except Exception as exc:
                 trouble = exc if isinstance(exc, StockAgentError) else store_trouble(state, exc)
                 if trouble is None:
                     raise
                 _print_line(console, store_line(state, trouble), "red")
-            continue
-        try:
-            agent, renderer = stack.result(console)
-            state.confirm = terminal_confirm(renderer, console)
-            with stop_fetches_on_ctrl_c():  # one Ctrl-C also stops a running fetch
-                ask(agent, state, line, renderer)
-        except KeyboardInterrupt:
-            console.print("[dim](stopped; this exchange was not saved)[/]")
-        except Exception as exc:
-            trouble = store_trouble(state, exc)
-            if trouble is None and isinstance(exc, StockAgentError):
-                trouble = exc  # the model's and the data's errors: one line too
-            if trouble is None:
-                raise
-            style = "yellow" if isinstance(trouble, TurnNotSaved) else "red"
-            _print_line(console, store_line(state, trouble), style)
+                continue
+            if step is False:
+                break
+            if not isinstance(step, SendAgain):
+                continue
+            line = step.text
+            console.print(Text(f"asking again: {strip_control_line(line)}", style="dim"))
+        _interactive_turn(state, console, stack, line)
     journaled = finish_turns(state)
     if journaled:
         path = app.turns.journal.path
@@ -412,6 +622,69 @@ def _interactive(state: ChatState, resumed: bool) -> None:
             "yellow",
         )
     console.print("bye")
+
+
+def _interactive_turn(
+    state: ChatState,
+    console: Console,
+    stack: InBackground[StreamRenderer],
+    text: str,
+) -> None:
+    """One message in a terminal: the label, the answer (or one line saying why there is none),
+    then the end of the turn."""
+    from stock_agent.store.turns import TurnNotSaved
+
+    state.last_sent = text
+    label = ANSWER_LABEL
+    if state.model != state.app.settings.model:
+        label += f" · {state.model}"
+    _print_line(console, label, "dim")
+    outcome: Outcome = "failed"
+    try:
+        renderer = stack.result(console)
+        agent = agent_for(state.app, state.model)  # after /model: built now, at its first message
+        state.confirm = terminal_confirm(renderer, console)
+        with stop_fetches_on_ctrl_c():  # one Ctrl-C also stops a running fetch
+            ask(agent, state, text, renderer)
+        outcome = "answered"
+    except KeyboardInterrupt:
+        outcome = "stopped"
+    except Exception as exc:
+        trouble = store_trouble(state, exc)
+        if trouble is None and isinstance(exc, StockAgentError):
+            trouble = exc  # the model's and the data's errors: one line too
+        if trouble is None:
+            raise
+        unsaved = isinstance(trouble, TurnNotSaved)
+        outcome = "unsaved" if unsaved else "failed"
+        _print_line(console, store_line(state, trouble), "yellow" if unsaved else "red")
+    _end_of_turn(state, outcome, console)
+
+
+def _end_of_turn(state: ChatState, outcome: Outcome, console: Console | None = None) -> None:
+    """What follows every turn, in one place (a per-turn usage line belongs here). In a terminal:
+    the notice of a stopped answer, then a blank line before the next prompt. On a pipe (no
+    console): nothing, so stdout keeps exactly the answers."""
+    if console is None:
+        return
+    if outcome == "stopped":
+        console.print("[dim](stopped; this exchange was not saved)[/]")
+    console.print()
+
+
+def _slash_completer(state: ChatState) -> Completer:
+    """`complete_slash` as a prompt_toolkit completer."""
+    from prompt_toolkit.completion import Completer, Completion
+
+    class SlashCompleter(Completer):
+        def get_completions(
+            self, document: Document, complete_event: CompleteEvent
+        ) -> Iterator[Completion]:
+            word, candidates = complete_slash(state, document.text_before_cursor)
+            for candidate in candidates:
+                yield Completion(candidate, start_position=-len(word))
+
+    return SlashCompleter()
 
 
 def _print_line(console: Console, line: str, style: str) -> None:
