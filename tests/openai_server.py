@@ -19,12 +19,14 @@ import itertools
 import json
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -254,8 +256,10 @@ class ScriptedOpenAI:
         *,
         chunk_delay: float = 0.0,
         models: tuple[str, ...] = ("test-model",),
+        forever: Scripted | None = None,
     ) -> None:
         self.api_key = api_key
+        self.forever = forever  # the reply once the queue is empty (None: a 500 says so)
         self.chunk_delay = chunk_delay  # seconds slept before each streamed chunk
         self.models = models
         self._lock = threading.Lock()
@@ -408,6 +412,8 @@ class ScriptedOpenAI:
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
         with self._lock:
+            if not self._script and self.forever is not None:
+                self._script.append(self.forever)
             if not self._script:
                 raise _Refusal(
                     500,
@@ -766,3 +772,72 @@ def iter_sse(raw: bytes) -> Iterator[dict[str, Any]]:
     for line in raw.decode().splitlines():
         if line.startswith("data: ") and line != "data: [DONE]":
             yield json.loads(line[len("data: ") :])
+
+
+# --- in its own process ----------------------------------------------------------------------
+
+
+def echo_reply(body: dict[str, Any]) -> Reply:
+    """`re: <the last user message>`: a reply any number of users can be scripted with."""
+    last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    return text(f"re: {last}")
+
+
+class EchoServerProcess:
+    """A `ScriptedOpenAI` that answers every request with `echo_reply`, run in its own Python
+    process, so its request handling does not share the test process's interpreter lock (as a
+    real model server would not): for measuring what the app's own event loop does.
+
+    `requests` (after `stop()`) are the request bodies it received, in order."""
+
+    def __init__(self, api_key: str = "test-key") -> None:
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> EchoServerProcess:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.openai_server", "--echo", "--api-key", self.api_key],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()  # "listening <base url>", or EOF if it failed
+        if not line.startswith("listening "):
+            self._proc.kill()
+            raise RuntimeError(f"the echo model server did not start: {line!r}")
+        self.base_url = line.split()[1]
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            out, _ = proc.communicate("", timeout=60)  # closing stdin makes it dump and exit
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        self.requests = json.loads(out or "[]")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve_echo(api_key: str) -> None:
+    with ScriptedOpenAI(api_key=api_key, forever=echo_reply) as server:
+        print(f"listening {server.base_url}", flush=True)
+        sys.stdin.read()  # until the test closes it
+        print(json.dumps(server.requests), flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--echo", action="store_true", required=True)
+    parser.add_argument("--api-key", default="test-key")
+    _serve_echo(parser.parse_args().api_key)

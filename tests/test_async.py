@@ -12,15 +12,11 @@ from dataclasses import replace
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
+from bench.stall import concurrent_turns
 from stock_agent.app import App
 from tests.cluster import LocalCluster, cluster  # noqa: F401  (the session fixture)
 from tests.conftest import MARKET_DATA
-from tests.openai_server import ScriptedOpenAI, text, tool_call
-
-
-def echo(body: dict) -> object:
-    last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-    return text(f"re: {last}")
+from tests.openai_server import EchoServerProcess, ScriptedOpenAI, echo_reply, text, tool_call
 
 
 @pytest.fixture
@@ -41,54 +37,26 @@ def stored_humans(app: App, user: str, session: str) -> list[str]:
     return [m["data"]["content"] for m in items if m["type"] == "human"]
 
 
-class Heartbeat:
-    """Measures how late the event loop runs a 10 ms timer: its worst lag is the longest
-    stretch something blocked the loop."""
-
-    def __init__(self) -> None:
-        self.max_lag = 0.0
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._stop.is_set():
-            start = loop.time()
-            await asyncio.sleep(0.01)
-            self.max_lag = max(self.max_lag, loop.time() - start - 0.01)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def test_fifty_users_at_once_in_one_event_loop(settings, server):
+def test_fifty_users_at_once_in_one_event_loop(settings):
     users = [f"user{i:02d}" for i in range(50)]
-    server.queue(*([echo] * 201))
-    app = App(with_model(settings, server))
-    agent = app.agent()
+    # The model server runs in its own process, as a real one would: in this one, its request
+    # handling would take turns with the event loop for the interpreter lock.
+    with EchoServerProcess() as server:
+        app = App(with_model(settings, server))
 
-    async def main() -> tuple[list[str], float]:
-        # One turn first: the first async call imports and builds clients (once per process).
-        await agent.aask("warm up", user_id="warmup", session_id="s1")
-        beat = Heartbeat()
-        ticker = asyncio.ensure_future(beat.run())
+        async def main() -> tuple[list[str], float]:
+            try:
+                return await concurrent_turns(app, users)
+            finally:
+                await app.aclose()
 
-        async def chat(user: str) -> list[str]:
-            first = await agent.aask(f"{user} one", user_id=user, session_id="s1")
-            second = await agent.aask(f"{user} two", user_id=user, session_id="s1")
-            return [first, second]
-
-        replies = await asyncio.wait_for(asyncio.gather(*(chat(u) for u in users)), 120)
-        beat.stop()
-        await ticker
-        await app.aclose()
-        return [r for pair in replies for r in pair], beat.max_lag
-
-    replies, max_lag = asyncio.run(main())
+        replies, max_lag = asyncio.run(main())
     assert replies == [f"re: {u} {n}" for u in users for n in ("one", "two")]
     for user in users:  # each user's own turns, once each, in order; nobody else's
         assert stored_humans(app, user, "s1") == [f"{user} one", f"{user} two"]
     # The second turn of each user saw their first (the history went to the model).
     seconds = [r for r in server.requests[1:] if r["messages"][-1]["content"].endswith(" two")]
+    assert len(seconds) == 50
     for body in seconds:
         user = body["messages"][-1]["content"].split()[0]
         assert [m.get("content") for m in body["messages"][1:-1]] == [
@@ -96,8 +64,8 @@ def test_fifty_users_at_once_in_one_event_loop(settings, server):
             f"re: {user} one",
         ]
     print(f"\nevent loop: worst stall {max_lag * 1000:.1f} ms over 100 concurrent turns")
-    # A deadlock guard with a generous margin (2 shared cores, a threaded model server in
-    # this process); the figure itself is printed, and reported by bench/load.py.
+    # The target is 50 ms (bench/load.py reports the figure); this bound is a deadlock guard
+    # with a generous margin for a busy machine, not a timing assertion.
     assert max_lag < 1.0
 
 
@@ -175,7 +143,7 @@ def test_async_history_and_aask_on_the_cluster(cluster, short_tmp, server):  # n
     )  # fmt: skip
     app = App(settings)
     assert _history_round_trip(app) == ["hi", "hello"]
-    server.queue(*([echo] * 20))
+    server.queue(*([echo_reply] * 20))
     users = [f"c{i}" for i in range(10)]
 
     async def main() -> list[str]:

@@ -105,6 +105,22 @@ def test_the_tool_set():
     ]
 
 
+def test_the_schemas_sent_are_pydantic_s_and_shared_unchanged(ctx):
+    """Each tool's schema is made once and shared by every request: what the model is sent is
+    what pydantic generates, and converting it for a request (twice) never changes it."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    for tool in build_tools(ctx.deps):
+        generated = tool.args_schema.model_json_schema()
+        first = convert_to_openai_tool(tool)
+        assert convert_to_openai_tool(tool) == first
+        assert tool.tool_call_schema == generated  # not changed by the conversions
+        assert tool.tool_call_schema is tool.tool_call_schema  # one copy
+        assert (
+            first["function"]["parameters"]["properties"].keys() == generated["properties"].keys()
+        )
+
+
 def test_get_quote(tools):
     text = call(tools["get_quote"], symbol="tsla")
     assert json.loads(text) == {

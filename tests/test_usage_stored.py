@@ -79,9 +79,7 @@ def test_a_turn_reports_and_stores_what_its_requests_used(settings, server):
     assert totals.cost == pytest.approx(cost)
 
 
-def test_totals_add_up_over_turns_and_sessions_and_an_unknown_price_is_unpriced(
-    settings, server
-):
+def test_totals_add_up_over_turns_and_sessions_and_an_unknown_price_is_unpriced(settings, server):
     server.queue(text("one"), text("two"), text("three"))
     app = model_app(settings, server)  # test-model has no price
     agent = app.agent()

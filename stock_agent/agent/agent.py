@@ -104,6 +104,33 @@ def answer_usage(answer: BaseMessage, model: str) -> TurnUsage:
     )
 
 
+def graph_config(config: RunnableConfig) -> RunnableConfig:
+    """The turn's config for the graph, without the wrapper's own listener.
+
+    `RunnableWithMessageHistory` collects the turn's messages with a root-run listener, a
+    tracer that needs the turn's own start and end only. Handed down, it would build a traced
+    run (a copy of every input and output) for each of the graph's nested runs: about a
+    third of a turn's CPU, and with many users at once, time the event loop runs nothing
+    else. Every other handler (the caller's callbacks, a LangSmith tracer) is kept."""
+    from langchain_core.callbacks.base import BaseCallbackManager
+    from langchain_core.tracers.root_listeners import (
+        AsyncRootListenersTracer,
+        RootListenersTracer,
+    )
+
+    listeners = (RootListenersTracer, AsyncRootListenersTracer)
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        for handler in [*manager.handlers, *manager.inheritable_handlers]:
+            if isinstance(handler, listeners):
+                manager.remove_handler(handler)
+        return {**config, "callbacks": manager}
+    if isinstance(callbacks, list):
+        return {**config, "callbacks": [h for h in callbacks if not isinstance(h, listeners)]}
+    return config
+
+
 def _the_history(history: SessionHistory) -> SessionHistory:
     """The wrapper's history factory: the turn's history is made (and read) by `ChatAgent.ask`."""
     return history
@@ -156,13 +183,15 @@ class ChatAgent:
 
     def _turn(self, inputs: dict[str, Any], config: RunnableConfig) -> AIMessage:
         messages = self._messages(inputs["profile"], inputs.get("history", []), inputs["input"])
-        result = self.graph.invoke({"messages": messages}, config=config, context=inputs["context"])
+        result = self.graph.invoke(
+            {"messages": messages}, config=graph_config(config), context=inputs["context"]
+        )
         return self._answer(result["messages"], len(messages))
 
     async def _aturn(self, inputs: dict[str, Any], config: RunnableConfig) -> AIMessage:
         messages = self._messages(inputs["profile"], inputs.get("history", []), inputs["input"])
         result = await self.graph.ainvoke(
-            {"messages": messages}, config=config, context=inputs["context"]
+            {"messages": messages}, config=graph_config(config), context=inputs["context"]
         )
         return self._answer(result["messages"], len(messages))
 

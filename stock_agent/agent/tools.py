@@ -10,10 +10,11 @@ A new tool is one `StockTool` subclass added to `TOOL_CLASSES`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation
@@ -156,6 +157,11 @@ class UpdateProfileArgs(_Args):
     clear: list[ProfileField] | None = Field(default=None, description="Fields to erase.")
 
 
+@functools.cache
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
 def _invalid_args(exc: Exception) -> str:
     return error_text(exc)
 
@@ -186,8 +192,12 @@ class StockTool(BaseTool):
     @property
     def tool_call_schema(self) -> Any:
         # The argument schema as written (LangChain would rebuild it without our compact JSON
-        # schema); the tools take no injected arguments, so nothing needs hiding.
-        return self.args_schema
+        # schema); the tools take no injected arguments, so nothing needs hiding. As its JSON
+        # schema, made once per class: the agent binds the tools for every model request, and
+        # pydantic would generate each schema again each time (a fifth of a turn's CPU).
+        # LangChain's conversion builds new dicts from it (tests/test_tools.py checks it is
+        # never changed), so the one copy is shared.
+        return _json_schema(cast("type[BaseModel]", self.args_schema))
 
 
 class GetQuoteTool(StockTool):
