@@ -584,7 +584,7 @@ def test_position_risk_based():
         "pct_of_portfolio": 0.05,
         "stop_price": 80.0,
         "risk_amount": 1000.0,
-        "method": "risk 1% of the portfolio with a stop 2 x ATR(14) below the price",
+        "method": "risk 1% of the portfolio with a stop 2 × ATR(14) below the price",
     }
 
 

@@ -46,9 +46,9 @@ def apply_profile(
     of 5% or more), one `Alert(kind="drop", text, threshold, change_1d)`.
 
     Position (when `portfolio_size` is given): risk-based sizing. Risk 1% of the portfolio
-    on the position with a stop 2 x ATR(14) below the price, so
+    on the position with a stop 2 × ATR(14) below the price, so
     shares = floor(0.01 * portfolio / (2 * ATR)), then cap the position at 20% of the
-    portfolio. `risk_amount` is what is lost if the stop is hit (shares x 2 x ATR, at
+    portfolio. `risk_amount` is what is lost if the stop is hit (shares × 2 × ATR, at
     most 1% of the portfolio). Without an ATR (under 15 bars of history) there is no
     stop to size from: the position is the 20% cap, `stop_price` and `risk_amount` are
     None, and a note says so. Fractional shares are never proposed.
@@ -99,7 +99,7 @@ def _position(result: Analysis, portfolio: float, note: Callable[[str], None]) -
         stop_distance = STOP_ATR_MULTIPLE * atr
         risk_shares = math.floor(RISK_PER_POSITION * portfolio / stop_distance)
         shares = min(risk_shares, cap_shares)
-        method = "risk 1% of the portfolio with a stop 2 x ATR(14) below the price"
+        method = "risk 1% of the portfolio with a stop 2 × ATR(14) below the price"
         if cap_shares < risk_shares:
             method += ", capped at 20% of the portfolio"
         stop_price: float | None = _price_like(max(price - stop_distance, 0.0))
