@@ -187,7 +187,8 @@ def timed_factory(counter: WireCounter, factory: Callable[..., Any]) -> Callable
 
 def make_instant_model(on_call: Callable[[list[Any]], None] | None = None) -> Any:
     """A LangChain chat model that answers at once with `ok: <the user's last message>` and
-    calls `on_call(messages)` with what it was sent. It accepts tools (and never calls one)."""
+    calls `on_call(messages)` with what it was sent. It accepts tools (and never calls one),
+    and reports token usage as a real one does (about four characters a token)."""
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import AIMessage
     from langchain_core.outputs import ChatGeneration, ChatResult
@@ -209,7 +210,16 @@ def make_instant_model(on_call: Callable[[list[Any]], None] | None = None) -> An
             if self._on_call is not None:
                 self._on_call(list(messages))
             last = next((m for m in reversed(messages) if m.type == "human"), None)
-            reply = AIMessage(content=f"ok: {last.text if last is not None else ''}")
+            text = f"ok: {last.text if last is not None else ''}"
+            sent = sum(len(str(m.content)) for m in messages)
+            reply = AIMessage(
+                content=text,
+                usage_metadata={
+                    "input_tokens": sent // 4 + 1,
+                    "output_tokens": len(text) // 4 + 1,
+                    "total_tokens": sent // 4 + len(text) // 4 + 2,
+                },
+            )
             return ChatResult(generations=[ChatGeneration(message=reply)])
 
     model = InstantChatModel()

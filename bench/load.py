@@ -70,7 +70,12 @@ def _question(user: str, turn: int) -> str:
 async def _drive(app: Any, users: list[str], turns: int) -> tuple[float, list[float], int]:
     from stock_agent.agent.agent import ChatAgent, build_graph
 
-    agent = ChatAgent(build_graph(make_instant_model(), []), app.sessions, saver=app.turns)
+    agent = ChatAgent(
+        build_graph(make_instant_model(), []),
+        app.sessions,
+        saver=app.turns,
+        model_name="bench-instant",
+    )
     sessions = app.sessions
     latencies: list[float] = []
     read, save = sessions.aread_turn, sessions.asave_turn
@@ -143,9 +148,10 @@ def _capacity(app: Any, users: list[str]) -> dict[str, float]:
         size = int(client.memory_usage(key, samples=0) or 0)
         count = int(client.llen(key))
         index = int(client.memory_usage(keys.sessions(name), samples=0) or 0)
+        usage = int(client.memory_usage(keys.session_usage(name, f"s-{name}"), samples=0) or 0)
         message_bytes += size
         messages += count
-        session_bytes += size + index
+        session_bytes += size + index + usage
     per_session = session_bytes / len(users)
     return {
         "bytes_per_message": message_bytes / max(1, messages),

@@ -203,7 +203,7 @@ class ChatAgent:
             for m in messages[sent:]
             if isinstance(m, AIMessage) and m.usage_metadata is not None
         ]
-        usage = TurnUsage.of(self.model_name, reported, self.prices)
+        usage = TurnUsage.of(self.model_name or "unknown", reported, self.prices)
         return final_answer(messages, usage)
 
     def _explained(self, exc: Exception) -> StockAgentError | None:
