@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from stock_agent.services.analysis import AnalysisBatch, AnalysisService
     from stock_agent.services.market import MarketService
     from stock_agent.services.profiles import ProfileService
+    from stock_agent.store.alerts import AlertStore
     from stock_agent.store.backend import StoreBackend
     from stock_agent.store.cache import ExecutionCache
     from stock_agent.store.journal import ReplayResult, TurnJournal
@@ -180,6 +181,13 @@ class App:
         self.__dict__["sessions"] = store  # the replay below saves through it
         self._replay_at_start()
         return store
+
+    @cached_property
+    def alerts(self) -> AlertStore:
+        """Which alert crossings have fired, per user, symbol and bar date (watch, MCP)."""
+        from stock_agent.store.alerts import AlertStore
+
+        return AlertStore(self.backend.client, self.keys)
 
     @cached_property
     def usage(self) -> UsageStore:

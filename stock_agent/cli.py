@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from stock_agent import __version__
+from stock_agent.core.limits import SETTABLE_PROFILE_FIELDS
 from stock_agent.errors import ExitStatus, StockAgentError
 
 if TYPE_CHECKING:
@@ -347,9 +348,7 @@ def profile_show(ctx: click.Context, user: str | None, as_json: bool) -> None:
 @click.argument(
     "field",
     metavar="FIELD",
-    type=click.Choice(
-        ["preferred_symbols", "alert_threshold", "portfolio_size", "currency", "notes"]
-    ),
+    type=click.Choice(SETTABLE_PROFILE_FIELDS),
 )
 @click.argument("value", nargs=-1, required=True)
 @user_option

@@ -6,6 +6,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -329,8 +330,8 @@ def test_fundamentals_and_news_are_cached_with_their_kind(cache, events, redis_c
     service.news("AAPL", 2)
     assert provider.calls[("fundamentals", "AAPL")] == provider.calls[("news", "AAPL")] == 1
     ttls = settings.cache_ttls
-    fkey = KEYS.cache("fundamentals", service.service._args("AAPL"))
-    nkey = KEYS.cache("news", service.service._args("AAPL", limit=2))
+    fkey = KEYS.cache("fundamentals", service.service.fundamentals_args("AAPL"))
+    nkey = KEYS.cache("news", service.service.news_args("AAPL", 2))
     assert ttls.news < redis_client.ttl(fkey) <= ttls.fundamentals
     assert 0 < redis_client.ttl(nkey) <= ttls.news
 
@@ -355,3 +356,63 @@ def test_a_failing_listener_does_not_fail_the_fetch(cache):
 
     service = MarketService(CountingProvider(), cache, listener=broken)
     assert service.quote("AAPL").symbol == "AAPL"
+
+
+def test_every_kind_s_cache_key_carries_its_model_s_version(cache, events, monkeypatch):
+    """A model whose stored shape changes (a field added, a nested type changed) gets a new
+    version, so entries written by the older shape are never read as the new one: each kind
+    misses once its model's version moves."""
+    import stock_agent.services.market as market_module
+    from stock_agent.core.models import schema_version
+
+    provider = CountingProvider()
+    service = make_service(cache, events, provider)
+    service.quote("AAPL")
+    service.analysis("AAPL")
+    service.quote("AAPL")
+    service.analysis("AAPL")
+    assert provider.calls[("quote", "AAPL")] == 1 and provider.calls[("history", "AAPL")] == 1
+
+    real = schema_version
+    monkeypatch.setattr(market_module, "schema_version", lambda model: real(model) + "-next")
+    service.quote("AAPL")
+    service.analysis("AAPL")
+    assert provider.calls[("quote", "AAPL")] == 2  # a miss: the quote's version moved
+    assert provider.calls[("history", "AAPL")] == 2  # the analysis's and the bars' too
+
+
+@dataclass(frozen=True)
+class _Inner(Model):
+    a: int
+
+
+@dataclass(frozen=True)
+class _InnerWider(Model):
+    a: float
+
+
+@dataclass(frozen=True)
+class _Outer(Model):
+    x: str
+    inner: _Inner
+
+
+@dataclass(frozen=True)
+class _OuterMore(Model):
+    x: str
+    inner: _Inner
+    y: int | None = None
+
+
+@dataclass(frozen=True)
+class _OuterNestedChanged(Model):
+    x: str
+    inner: _InnerWider
+
+
+def test_a_model_s_version_follows_its_fields_and_nested_types():
+    from stock_agent.core.models import schema_version
+
+    versions = {schema_version(m) for m in (_Outer, _OuterMore, _OuterNestedChanged)}
+    assert len(versions) == 3  # a field added, a nested field's type changed: new versions
+    assert schema_version(_Outer) == schema_version(_Outer)  # stable

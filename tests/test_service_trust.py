@@ -159,7 +159,7 @@ def test_a_stale_quote_is_marked_too(cache, redis_client):
     provider = Flaky()
     service = MarketService(provider, cache, clock=lambda: TRADING)
     fresh = service.quote("TSLA")
-    expire(redis_client, service, "quote", service._args("TSLA"))
+    expire(redis_client, service, "quote", service.quote_args("TSLA"))
     provider.down = RateLimited()
     stale = service.quote("TSLA")
     assert stale.stale is True and stale.price == fresh.price
@@ -267,7 +267,7 @@ def test_quote_and_bars_ttls_follow_the_market(cache, redis_client, settings, no
     service = MarketService(Flaky(), cache, clock=lambda: now)
     service.quote("AAPL")
     service.analysis("AAPL")
-    quote_ttl = redis_client.ttl(KEYS.cache("quote", service._args("AAPL")))
+    quote_ttl = redis_client.ttl(KEYS.cache("quote", service.quote_args("AAPL")))
     bars_ttl = redis_client.ttl(KEYS.cache("analysis", service.analysis_args("AAPL")))
     if expected is None:
         assert 0 < quote_ttl <= settings.cache_ttls.quote
@@ -287,7 +287,7 @@ def test_fundamentals_keep_their_own_ttl_when_the_market_is_closed(cache, redis_
     closed = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # a Saturday
     service = MarketService(Facts(), cache, clock=lambda: closed)
     service.fundamentals("AAPL")
-    ttl = redis_client.ttl(KEYS.cache("fundamentals", service._args("AAPL")))
+    ttl = redis_client.ttl(KEYS.cache("fundamentals", service.fundamentals_args("AAPL")))
     assert settings.cache_ttls.fundamentals - 60 < ttl <= settings.cache_ttls.fundamentals
 
 
@@ -328,7 +328,7 @@ def test_the_models_text_says_as_of_yahoo_unavailable_only_when_stale(cache, red
     assert "stale" not in quote_text(quote) and "fetched_at" not in quote_text(quote)
 
     expire(redis_client, service, "analysis", service.analysis_args("MSFT"))
-    expire(redis_client, service, "quote", service._args("MSFT"))
+    expire(redis_client, service, "quote", service.quote_args("MSFT"))
     provider.down = SourceUnavailable("could not reach Yahoo Finance")
     summary = summarize_analysis(service.analysis("MSFT"))
     assert summary["stale"] == "as of 2026-11-20 16:00 UTC, Yahoo unavailable"

@@ -406,6 +406,26 @@ def test_update_profile_bad_input_changes_nothing(tools, ctx, redis_client):
     assert redis_client.hgetall(ctx.profiles.keys.profile("alice")) == before
 
 
+def test_a_note_from_the_model_stays_short(tools, ctx, redis_client):
+    """The model's notes enter every later system prompt: one longer than
+    MAX_NOTES_FROM_MODEL is refused before the user is asked, and nothing changes."""
+    from stock_agent.core.limits import MAX_NOTES_FROM_MODEL
+
+    asked: list[object] = []
+    tool = tools["update_profile"]
+    text = tool.invoke(
+        {"notes": "x" * (MAX_NOTES_FROM_MODEL + 1)}, confirm=lambda c: asked.append(c) or True
+    )
+    assert text.startswith("error: invalid arguments"), text
+    assert asked == []
+    assert redis_client.hgetall(ctx.profiles.keys.profile("alice")) == {}
+    text = tool.invoke(
+        {"notes": "x" * MAX_NOTES_FROM_MODEL}, confirm=lambda c: asked.append(c) or True
+    )
+    assert not text.startswith("error"), text
+    assert len(asked) == 1 and ctx.profiles.get("alice").notes == "x" * MAX_NOTES_FROM_MODEL
+
+
 def test_update_profile_cannot_write_an_arbitrary_field(tools, ctx, redis_client):
     key = ctx.profiles.keys.profile("alice")
     for args in ({"updated_at": "0"}, {"is_admin": True}, {"clear": ["updated_at"]}):

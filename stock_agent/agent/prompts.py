@@ -9,9 +9,8 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING
 
+from stock_agent.core.limits import MAX_NOTES_IN_PROMPT
 from stock_agent.sanitize import DATA_NOTICE, strip_control_line
-
-MAX_NOTES_IN_PROMPT = 600
 
 if TYPE_CHECKING:
     from stock_agent.core.models import Profile

@@ -13,9 +13,9 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-Array = NDArray[np.float64]
+from stock_agent.core.limits import TRADING_DAYS_PER_YEAR
 
-TRADING_DAYS = 252
+Array = NDArray[np.float64]
 
 
 def _as_float(x: ArrayLike, name: str = "x") -> Array:
@@ -191,7 +191,7 @@ def annualized_volatility(close: ArrayLike, window: int) -> Array:
     out = np.full(len(rets) + 1, np.nan)
     if len(rets) >= window:
         windows = np.lib.stride_tricks.sliding_window_view(rets, window)
-        out[window:] = windows.std(axis=1, ddof=1) * math.sqrt(TRADING_DAYS)
+        out[window:] = windows.std(axis=1, ddof=1) * math.sqrt(TRADING_DAYS_PER_YEAR)
     return out
 
 

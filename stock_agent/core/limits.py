@@ -29,6 +29,8 @@ MAX_PORTFOLIO_SIZE = 1e15
 MAX_NOTES = 2000
 # A note the model proposes (it enters every later system prompt, so it stays short).
 MAX_NOTES_FROM_MODEL = 300
+# Characters of the profile's notes the system prompt carries (the rest stays in the profile).
+MAX_NOTES_IN_PROMPT = 600
 
 # Market data: calendar days of daily bars fetched for an analysis (enough for a 200-day SMA
 # and a year of returns), and trading days in a year.

@@ -177,7 +177,7 @@ class MarketService:
             "quote",
             sym,
             "quote",
-            self._args(sym),
+            self.quote_args(sym),
             lambda: self._stamped(self.provider.quote(sym)),
             Quote,
             listener,
@@ -237,7 +237,7 @@ class MarketService:
             "fundamentals",
             sym,
             "fundamentals",
-            self._args(sym),
+            self.fundamentals_args(sym),
             lambda: self._stamped(self.provider.fundamentals(sym)),
             Fundamentals,
             listener,
@@ -256,7 +256,7 @@ class MarketService:
             items: list[NewsItem] = list(self.provider.news(sym, limit=limit))
             return self._stamped(News(sym, tuple(items)))
 
-        return self._fetch("news", sym, "news", self._args(sym, limit=limit), fetch, News, listener)
+        return self._fetch("news", sym, "news", self.news_args(sym, limit), fetch, News, listener)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -269,6 +269,16 @@ class MarketService:
             benchmark_data=self.provider.identity(self.benchmark_symbol),
             v=schema_version(Analysis),
         )
+
+    def quote_args(self, symbol: str) -> dict[str, Any]:
+        """The cache arguments of `symbol`'s quote (every kind's carry its model's version)."""
+        return self._args(symbol, v=schema_version(Quote))
+
+    def fundamentals_args(self, symbol: str) -> dict[str, Any]:
+        return self._args(symbol, v=schema_version(Fundamentals))
+
+    def news_args(self, symbol: str, limit: int) -> dict[str, Any]:
+        return self._args(symbol, limit=limit, v=schema_version(News))
 
     def _args(self, symbol: str, **extra: Any) -> dict[str, Any]:
         # The source and the identity of its data are part of the key: offline sample data

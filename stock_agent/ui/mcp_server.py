@@ -34,7 +34,12 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from stock_agent import __version__
-from stock_agent.core.limits import MAX_NEWS_PER_TOOL_CALL, MAX_SYMBOLS_PER_TOOL_CALL
+from stock_agent.core.limits import (
+    MAX_NEWS_PER_TOOL_CALL,
+    MAX_NOTES,
+    MAX_SYMBOLS_PER_TOOL_CALL,
+    PROFILE_FIELDS,
+)
 from stock_agent.core.models import Analysis, Fundamentals, Model, News, Profile, Quote
 from stock_agent.errors import InvalidInput, StockAgentError
 from stock_agent.sanitize import scrub_secrets, strip_control_line
@@ -97,11 +102,12 @@ Amount = Annotated[
     str | None,
     Field(description="Portfolio value in the account currency: '100000', '250k' or '1.5m'."),
 ]
-Notes = Annotated[str | None, Field(description="Free text about goals, at most 2000 characters.")]
-ClearFields = Annotated[
-    list[Literal["preferred_symbols", "alert_threshold", "portfolio_size", "notes"]] | None,
-    Field(description="Profile fields to erase."),
+Notes = Annotated[
+    str | None, Field(description=f"Free text about goals, at most {MAX_NOTES} characters.")
 ]
+ClearableField = Literal["preferred_symbols", "alert_threshold", "portfolio_size", "notes"]
+assert set(ClearableField.__args__) == set(PROFILE_FIELDS)  # type: ignore[attr-defined]
+ClearFields = Annotated[list[ClearableField] | None, Field(description="Profile fields to erase.")]
 SymbolThreshold = Annotated[
     str, Field(description="The symbol's own 1-day drop threshold: '-3%' or '-0.03'.")
 ]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from stock_agent.core import numbers as num
 from stock_agent.errors import ExitStatus, InvalidInput, StockAgentError
 from stock_agent.sanitize import strip_control_line
 
@@ -52,10 +53,8 @@ def build_watch(
 ) -> WatchService:
     """The watch service over the app's cached analysis and its store."""
     from stock_agent.services.watch import WatchService
-    from stock_agent.store.alerts import AlertStore
 
-    alerts = AlertStore(app.backend.client, app.keys)
-    return WatchService(app.analysis, alerts, clock=clock, calendar=calendar)
+    return WatchService(app.analysis, app.alerts, clock=clock, calendar=calendar)
 
 
 def parse_exec(command: str) -> list[str]:
@@ -110,12 +109,12 @@ def explain_request(alert: WatchAlert, analysis: Analysis | None) -> str:
         ind = analysis.indicators
         facts.update(
             {
-                "return_5d_pct": _pct(analysis.returns.d5),
-                "return_1m_pct": _pct(analysis.returns.m1),
+                "return_5d_pct": num.percent(analysis.returns.d5, 2),
+                "return_1m_pct": num.percent(analysis.returns.m1, 2),
                 "rsi_14": ind.rsi_14,
                 "trend": analysis.trend,
                 "volume_ratio_20d": analysis.volume_ratio_20d,
-                "pct_from_high_52w": _pct(analysis.pct_from_high_52w),
+                "pct_from_high_52w": num.percent(analysis.pct_from_high_52w, 2),
                 "signals": [s.text for s in analysis.signals][:4],
             }
         )
@@ -128,10 +127,6 @@ def explain_request(alert: WatchAlert, analysis: Analysis | None) -> str:
         "In exactly two sentences and without tools: what does the data say about this move, "
         "and what should I look at next? No advice to buy or sell."
     )
-
-
-def _pct(value: float | None) -> float | None:
-    return None if value is None else round(value * 100, 2)
 
 
 def run_exec(argv: list[str], alert: WatchAlert, timeout: float) -> str | None:
