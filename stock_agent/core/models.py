@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
@@ -41,13 +42,12 @@ class Model:
         if not isinstance(data, dict):
             raise ModelError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
         values: dict[str, Any] = {}
-        for name, hint, has_default in _fields(cls):
-            key = cls.json_names.get(name, name)
+        for name, key, load, has_default, where in _plan(cls):
             if key not in data:
                 if has_default:
                     continue
                 raise ModelError(f"{cls.__name__}: missing {key!r}")
-            values[name] = _load(hint, data[key], f"{cls.__name__}.{key}")
+            values[name] = load(data[key], where)
         return cls(**values)
 
 
@@ -83,50 +83,107 @@ def _read_fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
     )
 
 
-def _load(hint: Any, value: Any, where: str) -> Any:
+Loader = Callable[[Any, str], Any]
+_PLANS: dict[type, tuple[tuple[str, str, Loader, bool, str], ...]] = {}
+_LOADERS: dict[Any, Loader] = {}
+
+
+def _plan(cls: type[Model]) -> tuple[tuple[str, str, Loader, bool, str], ...]:
+    """(field, JSON name, loader, has a default, where for errors) of each field of `cls`:
+    worked out once per class, so loading a cached entry only checks values."""
+    found = _PLANS.get(cls)
+    if found is None:
+        found = _PLANS[cls] = tuple(
+            (name, key, _loader(hint), has_default, f"{cls.__name__}.{key}")
+            for name, hint, has_default in _fields(cls)
+            for key in [cls.json_names.get(name, name)]
+        )
+    return found
+
+
+def _loader(hint: Any) -> Loader:
+    """A function that checks and converts a JSON value to `hint` (made once per type)."""
+    found = _LOADERS.get(hint)
+    if found is None:
+        found = _LOADERS[hint] = _make_loader(hint)
+    return found
+
+
+def _make_loader(hint: Any) -> Loader:
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         options = get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _load(option, value, where)
-            except ModelError as exc:
-                errors.append(str(exc))
-        raise ModelError(errors[0] if errors else f"{where}: unexpected {value!r}")
+        nullable = type(None) in options
+        loaders = [_loader(o) for o in options if o is not type(None)]
+
+        def load_union(value: Any, where: str) -> Any:
+            if value is None and nullable:
+                return None
+            errors = []
+            for load in loaders:
+                try:
+                    return load(value, where)
+                except ModelError as exc:
+                    errors.append(str(exc))
+            raise ModelError(errors[0] if errors else f"{where}: unexpected {value!r}")
+
+        return load_union
     if origin in (tuple, list):
-        if not isinstance(value, list | tuple):
-            raise ModelError(f"{where}: expected a list")
         (item,) = get_args(hint)[:1]
-        items = [_load(item, v, where) for v in value]
-        return tuple(items) if origin is tuple else items
+        load_item = _loader(item)
+        as_tuple = origin is tuple
+
+        def load_sequence(value: Any, where: str) -> Any:
+            if not isinstance(value, list | tuple):
+                raise ModelError(f"{where}: expected a list")
+            items = [load_item(v, where) for v in value]
+            return tuple(items) if as_tuple else items
+
+        return load_sequence
     if isinstance(hint, type) and issubclass(hint, Model):
-        return hint.from_dict(value)
+        model = hint
+        return lambda value, where: model.from_dict(value)
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ModelError(f"{where}: expected a number, got {value!r}")
+
+        def load_float(value: Any, where: str) -> float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            raise ModelError(f"{where}: expected a number, got {value!r}")
+
+        return load_float
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ModelError(f"{where}: expected a whole number, got {value!r}")
+
+        def load_int(value: Any, where: str) -> int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            raise ModelError(f"{where}: expected a whole number, got {value!r}")
+
+        return load_int
     if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ModelError(f"{where}: expected text, got {value!r}")
+
+        def load_str(value: Any, where: str) -> str:
+            if isinstance(value, str):
+                return value
+            raise ModelError(f"{where}: expected text, got {value!r}")
+
+        return load_str
     if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ModelError(f"{where}: expected true or false, got {value!r}")
+
+        def load_bool(value: Any, where: str) -> bool:
+            if isinstance(value, bool):
+                return value
+            raise ModelError(f"{where}: expected true or false, got {value!r}")
+
+        return load_bool
     if hint is type(None):
-        if value is None:
-            return None
-        raise ModelError(f"{where}: expected null")
-    raise ModelError(f"{where}: cannot load type {hint!r}")  # pragma: no cover - a model bug
+
+        def load_none(value: Any, where: str) -> None:
+            if value is None:
+                return None
+            raise ModelError(f"{where}: expected null")
+
+        return load_none
+    raise TypeError(f"a model field of type {hint!r} cannot be loaded")  # a model bug
 
 
 def _describe(hint: Any, seen: set[type]) -> str:
