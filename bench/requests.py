@@ -13,19 +13,30 @@ The baseline replays the request pattern of the provider before issue 10 through
 yfinance and fake session: `history(period="5y")` per symbol, the benchmark again for the
 others (once per run, through its cache entry), and a quote read from `fast_info` (its last
 price and previous close: two chart requests). Counts are exact; there is no spread.
+
+A dead network: `stock-agent analyze AAPL` as a whole process with Yahoo as the source and the
+HTTPS and HTTP proxies pointing at a local listener that accepts and never answers
+(tests/test_provider_yahoo_network.py: SilentListener), a new STOCK_AGENT_HOME and yfinance
+cache per run and an empty Redis cache, so nothing is known: its wall time with the default
+timeout and with `--timeout 2`, against "the timeout plus 1 s" (judged on the slowest run: a
+bound is a promise for every run). The exit code and whether a traceback was printed are in the
+JSON.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from collections import Counter
 from typing import Any
 
-from bench.common import Context, Result, Row
+from bench.common import Context, Result, Row, Stat, clean_env
 
 GROUP = "8. Yahoo requests per analyze (fake HTTP session)"
 FIVE = ["AAPL", "MSFT", "NVDA", "TSLA", "SPY"]
 CASES = {"1 symbol": ["AAPL"], "5 symbols (SPY among them)": FIVE}
+DEAD_GROUP = "8. Yahoo on a dead network (accepts, never answers)"
 
 
 def _baseline_analyze(session: Any, symbols: list[str]) -> None:
@@ -47,6 +58,86 @@ def _baseline_quote(session: Any, symbol: str) -> None:
 
     info = yfinance.Ticker(symbol, session=session).fast_info
     _ = info.last_price, info.previous_close
+
+
+def _dead_network_run(ctx: Context, timeout: float | None, n: int) -> dict[str, Any]:
+    """One `stock-agent [--timeout T] analyze AAPL` with every proxy a silent listener: its wall
+    seconds, exit code, standard error and whether the listener was reached at all."""
+    from bench.startup import cli_command
+    from tests.test_provider_yahoo_network import SilentListener, online_env
+
+    cli, _ = cli_command()
+    scratch = ctx.workdir / f"dead-network-{timeout or 'default'}-{n}"  # nothing known yet
+    listener = SilentListener()
+    env = online_env(
+        clean_env(
+            REDIS_URL=ctx.server.url,
+            STOCK_AGENT_USER="bench",
+            STOCK_AGENT_AGENT_ID="bench_dead_network",
+            STOCK_AGENT_HOME=str(scratch / "home"),
+            STOCK_AGENT_CONFIG_DIR=str(scratch / "config"),
+        ),
+        listener.url,
+        scratch,
+    )
+    ctx.counters.client.flushall()  # and the Redis cache empty
+    argv = [*cli, *(["--timeout", f"{timeout:g}"] if timeout else []), "analyze", "AAPL"]
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.perf_counter()
+        done = subprocess.run(
+            argv, env=env, cwd=scratch, capture_output=True, text=True, timeout=180
+        )  # a deadlock guard far above any timeout measured here
+        seconds = time.perf_counter() - started
+        reached = listener.accepted.is_set()
+    finally:
+        listener.close()
+    if not reached:
+        raise RuntimeError(f"`{' '.join(argv)}` never reached the network: {done.stderr[:300]}")
+    output = done.stdout + done.stderr
+    return {
+        "seconds": round(seconds, 3),
+        "exit_code": done.returncode,
+        "stderr_lines": done.stderr.splitlines(),
+        "stdout": done.stdout,
+        "traceback": "Traceback" in output,
+    }
+
+
+def dead_network(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
+    """The rows and details of `analyze AAPL` on a dead network (see the module docstring)."""
+    from stock_agent.config import DEFAULT_TIMEOUT
+    from stock_agent.errors import ExitStatus
+
+    repeats = {None: 1, 2.0: 2} if ctx.sizes.quick else {None: 3, 2.0: 5}
+    rows: list[Row] = []
+    details: dict[str, Any] = {}
+    for timeout, n in repeats.items():
+        runs = [_dead_network_run(ctx, timeout, i) for i in range(n)]
+        limit = (timeout or DEFAULT_TIMEOUT) + 1
+        seconds = Stat.of([r["seconds"] for r in runs])
+        codes = sorted({r["exit_code"] for r in runs})
+        one_line = all(len(r["stderr_lines"]) == 1 and not r["stdout"] for r in runs)
+        tracebacks = sum(r["traceback"] for r in runs)
+        how = f"--timeout {timeout:g}" if timeout else f"default timeout, {DEFAULT_TIMEOUT:g} s"
+        rows.append(
+            Row(DEAD_GROUP, f"analyze AAPL until the shell returns ({how})", "s", seconds,
+                target=f"<= {limit:g} s", met=seconds.max <= limit,
+                note=f"slowest {seconds.max:.2f} s; exit {', '.join(map(str, codes))} (data "
+                     f"source: {int(ExitStatus.DATA_SOURCE)}); "
+                     f"{'one line' if one_line else 'NOT one line'} on stderr, "
+                     f"{tracebacks or 'no'} traceback{'s' if tracebacks != 1 else ''}"
+                     + ("; the release before issue 10: 72 s" if not timeout else ""))
+        )  # fmt: skip
+        details[how] = {
+            "limit_s": limit,
+            "exit_codes": codes,
+            "exit_code_is_data_source": codes == [int(ExitStatus.DATA_SOURCE)],
+            "one_line_on_stderr": one_line,
+            "tracebacks": tracebacks,
+            "runs": runs,
+        }
+    return rows, details
 
 
 def run(ctx: Context) -> Result:
@@ -156,4 +247,6 @@ def run(ctx: Context) -> Result:
             "one request per symbol from a start date 807 days back (the baseline: range=5y)"
         ),
     }
+    rows, result.details["dead_network"] = dead_network(ctx)
+    result.rows.extend(rows)
     return result
