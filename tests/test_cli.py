@@ -782,3 +782,37 @@ def test_doctor_fails_when_redis_is_unreachable(cli_env: dict[str, str]) -> None
     assert "FAIL" in result.stdout and "***" in result.stdout
     assert "s3cret" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_cached_analyze_json_imports_no_numpy_pandas_or_langchain(
+    cli_env: dict[str, str],
+) -> None:
+    """The second `analyze AAPL MSFT --json` is answered from the cache: a fresh process that
+    never loads the analysis stack (numpy, pandas) nor the model stack (LangChain)."""
+    unwanted = ("numpy", "pandas", "langchain", "langchain_core", "langgraph")
+    probe = (
+        "import sys\n"
+        "from stock_agent.cli import main\n"
+        "code = main(['analyze', 'AAPL', 'MSFT', '--json'])\n"
+        f"loaded = sorted(m for m in {unwanted!r} if m in sys.modules)\n"
+        "print('EXIT', code, 'LOADED', ','.join(loaded), file=sys.stderr)\n"
+    )
+
+    def probed() -> tuple[str, list[str]]:
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(cli_env["STOCK_AGENT_HOME"]).parent,
+        )
+        symbols = [item["symbol"] for item in json.loads(result.stdout)]
+        return result.stderr.splitlines()[-1], symbols
+
+    first, symbols = probed()  # computes: fills the cache
+    assert first == "EXIT 0 LOADED numpy,pandas", first
+    assert symbols == ["AAPL", "MSFT"]
+    second, symbols = probed()
+    assert second == "EXIT 0 LOADED ", second
+    assert symbols == ["AAPL", "MSFT"]
