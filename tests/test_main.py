@@ -133,3 +133,75 @@ def test_the_injected_environment_is_the_only_one(cli_env: dict[str, str], monke
     monkeypatch.setenv("STOCK_AGENT_USER", "from-os-environ")
     assert main(["profile", "show", "--json"], env=cli_env) == 0
     assert json.loads(capsys.readouterr().out)["user_id"] == "alice"
+
+
+# --------------------------------------------------------------------------- leaving at once
+
+
+class _Recorded:
+    """A stream that notes its flushes in a shared log (and can fail as a closed pipe does)."""
+
+    def __init__(self, name: str, events: list[Any], fails: bool = False) -> None:
+        self.name, self.events, self.fails = name, events, fails
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        self.events.append(("flush", self.name))
+        if self.fails:
+            raise BrokenPipeError("the reader has gone")
+
+
+def recording_the_way_out(monkeypatch: pytest.MonkeyPatch, stdout_fails: bool = False) -> list[Any]:
+    """`os._exit` and the output streams note what happens, in order, instead of ending the
+    test run. (Called in the test itself: pytest puts its own streams back between a fixture's
+    set-up and the test.)"""
+    import os
+    import sys
+
+    events: list[Any] = []
+    monkeypatch.setattr(os, "_exit", lambda code: events.append(("_exit", code)))
+    monkeypatch.setattr(sys, "stdout", _Recorded("stdout", events, fails=stdout_fails))
+    monkeypatch.setattr(sys, "stderr", _Recorded("stderr", events))
+    return events
+
+
+def test_exit_now_flushes_the_tracers_then_the_streams_then_exits(monkeypatch):
+    from langchain_core.tracers import langchain as tracers
+
+    from stock_agent.cli import exit_now
+
+    leaving = recording_the_way_out(monkeypatch)
+    monkeypatch.setattr(tracers, "wait_for_all_tracers", lambda: leaving.append(("tracers",)))
+    exit_now(ExitStatus.DATA_SOURCE)
+    assert leaving == [("tracers",), ("flush", "stdout"), ("flush", "stderr"), ("_exit", 5)]
+
+
+def test_exit_now_leaves_even_when_tracing_and_the_pipe_fail(monkeypatch):
+    from langchain_core.tracers import langchain as tracers
+
+    from stock_agent.cli import exit_now
+
+    leaving = recording_the_way_out(monkeypatch, stdout_fails=True)
+
+    def broken() -> None:
+        leaving.append(("tracers",))
+        raise RuntimeError("LangSmith is down")
+
+    monkeypatch.setattr(tracers, "wait_for_all_tracers", broken)
+    exit_now(ExitStatus.INTERRUPTED)
+    assert leaving == [("tracers",), ("flush", "stdout"), ("flush", "stderr"), ("_exit", 130)]
+
+
+def test_exit_now_does_not_load_langchain_to_flush_it(monkeypatch):
+    """Without a tracer module loaded there is nothing to flush: leaving imports nothing."""
+    import sys
+
+    from stock_agent.cli import exit_now
+
+    leaving = recording_the_way_out(monkeypatch)
+    monkeypatch.delitem(sys.modules, "langchain_core.tracers.langchain", raising=False)
+    exit_now(ExitStatus.OK)
+    assert "langchain_core.tracers.langchain" not in sys.modules
+    assert leaving == [("flush", "stdout"), ("flush", "stderr"), ("_exit", 0)]
