@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.common import MARKET_DATA, Context, Result, Row, clean_env
 from bench.startup import cli_command
 
-GROUP = "8. admin commands with many unrelated keys"
+GROUP = "9. admin commands with many unrelated keys"
 DB = 5  # a database of its own on the bench's server
 COMMANDS = {
     "cache stats": ["cache", "stats"],

@@ -28,7 +28,7 @@ from typing import Any
 from bench.common import Context, Result, Row, percentile
 from bench.instrument import make_instant_model
 
-GROUP = "13. many users at once (async API)"
+GROUP = "10. many users at once (async API)"
 AGENT = "bench_load"
 # Not a turn's data commands: connection set-up (new pooled connections) and our own INFO.
 _NOT_DATA = frozenset(

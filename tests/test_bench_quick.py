@@ -82,7 +82,7 @@ def test_quick_counts_meet_their_targets(tmp_path: Path):
     assert {r["group"] for r in counted} == {  # each benchmark has counts with a target
         "7. what a person waits for",
         "8. Yahoo requests per analyze (fake HTTP session)",
-        "8. admin commands with many unrelated keys",
+        "9. admin commands with many unrelated keys",
     }, counted
     assert any(r["unit"] == "modules" for r in counted)
     assert any(r["unit"] == "requests" for r in counted)
