@@ -31,3 +31,25 @@ def test_the_usage_line():
         "analyze_stocks AAPL MSFT (cached) · get_quote NVDA · 1,234 in / 56 out · $0.0006"
     )
     assert usage_line([], 10, 2, None) == "10 in / 2 out · unpriced"
+
+
+def test_the_collector_names_each_tool_its_symbols_and_whether_the_cache_answered():
+    from stock_agent.core.usage import TurnUsage
+    from stock_agent.services.market import FetchEvent
+    from stock_agent.ui.turn_usage import TurnUsageCollector
+
+    turn = TurnUsageCollector()
+    assert turn.line() is None  # not finished yet
+    turn.on_tool_start({"name": "analyze_stocks"}, "", inputs={"symbols": ["aapl", "MSFT"]})
+    turn.on_tool_start({"name": "get_quote"}, '{"symbol": "nvda"}')
+    turn.on_fetch(FetchEvent("analysis", "AAPL", True, 0.0))
+    turn.on_fetch(FetchEvent("analysis", "MSFT", True, 0.0))
+    turn.on_fetch(FetchEvent("quote", "NVDA", False, 0.4))
+    turn.on_usage(TurnUsage("gpt-4.1-mini", 1234, 56, 0.00058, 2))
+    assert turn.line() == (
+        "analyze_stocks AAPL MSFT (cached) · get_quote NVDA · 1,234 in / 56 out · $0.0006"
+    )
+
+    silent = TurnUsageCollector()
+    silent.on_usage(TurnUsage("local-model"))  # the server reported no usage
+    assert silent.line() == "usage not reported by the model server"

@@ -71,11 +71,16 @@ def format_cost(cost: float | None) -> str:
     return f"${cost:.4f}" if cost < 0.01 else f"${cost:.2f}"
 
 
+def tool_parts(tools: Sequence[ToolUse]) -> list[str]:
+    """`analyze_stocks AAPL MSFT (cached)` for each tool call."""
+    return [" ".join([t.tool, *t.symbols]) + (" (cached)" if t.cached else "") for t in tools]
+
+
 def usage_line(
     tools: Sequence[ToolUse], tokens_in: int, tokens_out: int, cost: float | None
 ) -> str:
     """`analyze_stocks AAPL (cached) · 1,234 in / 56 out · $0.0006`."""
-    parts = [" ".join([t.tool, *t.symbols]) + (" (cached)" if t.cached else "") for t in tools]
+    parts = tool_parts(tools)
     parts.append(f"{tokens_in:,} in / {tokens_out:,} out")
     parts.append(format_cost(cost))
     return " · ".join(parts)
