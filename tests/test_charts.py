@@ -9,8 +9,10 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from stock_agent.config import Settings
 from stock_agent.errors import DataUnavailable, InvalidInput
 from stock_agent.ui.charts import (
     CHART_DAYS,
+    PANELS,
+    chart_figure,
     chart_paths,
     chart_series,
     chart_title,
@@ -178,6 +182,71 @@ def test_the_alert_markers_are_drawn_on_the_price_panel_only(app: App) -> None:
     assert changed_pixels(marked.panels["rsi"]) == 0
 
 
+def same_values(drawn: Sequence[float], expected: Sequence[float]) -> bool:
+    """The same numbers, bar for bar (NaN where the indicator has no value yet)."""
+    return len(drawn) == len(expected) and all(
+        (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-9)
+        for x, y in zip(map(float, drawn), map(float, expected), strict=True)
+    )
+
+
+def line_of(ax: Any, values: Sequence[float]) -> Any:
+    """The line of `ax` that draws `values`, or None."""
+    found = [line for line in ax.get_lines() if same_values(line.get_ydata(), values)]
+    assert len(found) <= 1, [line.get_label() for line in found]
+    return found[0] if found else None
+
+
+def test_the_figure_draws_every_overlay_on_its_panel(app: App) -> None:
+    """The drawn figure itself (not the pixels): each line of the issue, on its panel, with
+    the numbers of the series and the label of its legend."""
+    import matplotlib.pyplot as plt
+
+    (a,) = app.analysis.analyze(["TSLA"]).analyses
+    bars = app.market.daily_bars("TSLA")
+    with chart_figure(bars, a, alert_threshold=-0.05) as drawn:
+        s, n = drawn.series, len(drawn.series.dates)
+        price, volume, rsi = (drawn.axes[name] for name in PANELS)
+        assert n == CHART_DAYS
+        for name, label in [
+            ("sma_20", "SMA 20"),
+            ("sma_50", "SMA 50"),
+            ("sma_200", "SMA 200"),
+            ("bb_upper", "Bollinger (20, 2)"),
+        ]:
+            line = line_of(price, s.lines[name])
+            assert line is not None, f"no {label} line on the price panel"
+            assert line.get_label() == label
+            assert line_of(volume, s.lines[name]) is None and line_of(rsi, s.lines[name]) is None
+        upper, lower = line_of(price, s.lines["bb_upper"]), line_of(price, s.lines["bb_lower"])
+        assert lower is not None, "no lower Bollinger Band"
+        assert (lower.get_color(), lower.get_linestyle()) == (upper.get_color(), "--")
+        # the band between them is shaded
+        (band,) = [c for c in price.collections if type(c).__name__ == "FillBetweenPolyCollection"]
+        shaded = [float(y) for path in band.get_paths() for y in path.vertices[:, 1]]
+        for edge in (s.lines["bb_upper"], s.lines["bb_lower"]):
+            assert any(y == pytest.approx(edge[-1]) for y in shaded)
+            assert any(y == pytest.approx(edge[n // 2]) for y in shaded)
+        legend = [t.get_text() for t in price.get_legend().get_texts()]
+        assert legend == [
+            "SMA 20", "SMA 50", "SMA 200", "Bollinger (20, 2)", "1-day change at or below -5%"
+        ]  # fmt: skip
+
+        average = line_of(volume, s.volume_avg_20)
+        assert average is not None and average.get_label() == "20-day average"
+        assert [t.get_text() for t in volume.get_legend().get_texts()] == ["20-day average"]
+
+        assert line_of(rsi, s.rsi_14) is not None
+        for level in (30.0, 70.0):
+            guide = line_of(rsi, [level] * n)
+            assert guide is not None, f"no RSI {level:.0f} line"
+            assert guide.get_linestyle() == ":"
+        assert rsi.get_ylim() == (0.0, 100.0)
+        assert list(rsi.get_yticks()) == [30.0, 70.0]
+        figure = drawn.figure
+    assert figure.number not in plt.get_fignums()  # closed with the block
+
+
 def test_a_stale_result_says_so_in_the_title(app: App) -> None:
     (a,) = app.analysis.analyze(["AAPL"]).analyses
     names = {f.name for f in dataclasses.fields(a)}
@@ -296,21 +365,30 @@ def test_commands_without_charts_never_import_matplotlib(
     assert last == "LOADED 0 []", result.stdout + result.stderr
 
 
-def test_a_chart_does_load_them(cli_env: dict[str, str], tmp_path: Path) -> None:
-    """The check above can fail: the same probe sees the modules when a chart is drawn."""
+def test_a_chart_does_load_them_and_chooses_agg_itself(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The check above can fail: the same probe sees the modules when a chart is drawn. And the
+    chart picks Agg itself: the environment asks matplotlib for another backend (svg, which
+    would draw the PNG as well), and after the chart the backend is Agg."""
     script = (
         "import sys\n"
         "from stock_agent.cli import main\n"
         f"code = main(['analyze', 'AAPL', '--json', '--chart', {str(tmp_path / 'a.png')!r}])\n"
-        "print('LOADED', code, 'matplotlib' in sys.modules, 'mplfinance' in sys.modules)\n"
+        "import matplotlib\n"
+        "print('LOADED', code, 'matplotlib' in sys.modules, 'mplfinance' in sys.modules,"
+        " matplotlib.get_backend().lower())\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], env=cli_env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        env={**cli_env, "MPLBACKEND": "svg"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(cli_env["STOCK_AGENT_HOME"]).parent,
     )
-    assert result.stdout.strip().splitlines()[-1] == "LOADED 0 True True", result.stderr
-    import matplotlib
-
-    assert matplotlib.get_backend().lower() == "agg"
+    assert result.stdout.strip().splitlines()[-1] == "LOADED 0 True True agg", result.stderr
+    assert Image.open(tmp_path / "a.png").size == (1400, 950)
 
 
 # --------------------------------------------------------------------------- the chat

@@ -23,8 +23,8 @@ from tests.test_chat_pty import Chat
 def spawn(pty_env: dict[str, str]) -> Iterator[Any]:
     started: list[Chat] = []
 
-    def start(*args: str) -> Chat:
-        started.append(Chat(pty_env, *args))
+    def start(*args: str, env: dict[str, str] | None = None) -> Chat:
+        started.append(Chat(env or pty_env, *args))
         return started[-1]
 
     yield start
@@ -124,6 +124,29 @@ def test_ctrl_c_shows_the_partial_answer_once_then_retry_asks_again(
     assert first["messages"][-1] == second["messages"][-1] == asked
     assert second["messages"][1:] == [{"role": "user", "content": "tell me a story"}]
     assert redis_client.llen("agent:memory:test_agent:alice:s1:messages") == 2
+
+
+def test_ctrl_c_while_a_tall_answer_is_drawn_shows_it_once(
+    spawn: Any, openai_server: ScriptedOpenAI, redis_client: Any, pty_env: dict[str, str]
+) -> None:
+    openai_server.queue(text("\n\n".join(f"row{i}" for i in range(200))))  # 400 lines
+    # Unbuffered, Python drops the rest of a write a signal cuts short (TextIOWrapper over a raw
+    # FileIO ignores the count), which no program can make up for: the usual buffered stdout.
+    env = {k: v for k, v in pty_env.items() if k != "PYTHONUNBUFFERED"}
+    chat = spawn("--session", "s1", env=env)
+    log = recorded(chat)
+    chat.prompt()
+    chat.say("a tall answer")
+    # While it streams, the live display shows the first 39 lines: row100 is in the final
+    # frame, which the chat is writing now (the test reads slowly, so the write takes a while).
+    chat.expect_exact("row100")
+    chat.child.sendintr()
+    chat.prompt()
+    assert chat.leave_with_ctrl_d() == 0
+    shown = screen(log)
+    assert shown.count("\nrow0\n") == 1
+    assert shown.count("\nrow199\n") == 1
+    assert redis_client.llen("agent:memory:test_agent:alice:s1:messages") == 2  # it was complete
 
 
 def test_retry_after_a_failed_answer(spawn: Any, openai_server: ScriptedOpenAI) -> None:

@@ -10,10 +10,11 @@ exactly on the numbers the report prints.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,15 +165,28 @@ def _pyplot() -> Any:
     return plt
 
 
-def render_chart(
+@dataclass(frozen=True)
+class ChartFigure:
+    """A chart as drawn, before it becomes a PNG: the matplotlib figure, the axes of each
+    panel (by name, as in PANELS), the series drawn and the title."""
+
+    figure: Any
+    axes: Mapping[str, Any]
+    series: ChartSeries
+    title: str
+
+
+@contextlib.contextmanager
+def chart_figure(
     bars: DailyBars,
     analysis: Analysis,
     *,
     alert_threshold: float | None = None,
     days: int = CHART_DAYS,
-) -> Chart:
+) -> Iterator[ChartFigure]:
     """Draw `analysis`'s symbol from `bars` (its daily bars, the whole history the analysis
-    used): a PNG of WIDTH_PX x HEIGHT_PX pixels."""
+    used) as a figure of WIDTH_PX x HEIGHT_PX pixels, closed when the block ends (pyplot
+    keeps every open figure)."""
     plt = _pyplot()
     import mplfinance as mpf
     import numpy as np
@@ -318,11 +332,28 @@ def render_chart(
                 va="center",
                 color="#666666",
             )
+        panels = dict(zip(PANELS, (price_ax, volume_ax, rsi_ax), strict=True))
+        yield ChartFigure(figure=fig, axes=panels, series=series, title=title)
+    finally:
+        plt.close(fig)
+
+
+def render_chart(
+    bars: DailyBars,
+    analysis: Analysis,
+    *,
+    alert_threshold: float | None = None,
+    days: int = CHART_DAYS,
+) -> Chart:
+    """Draw `analysis`'s symbol from `bars` (its daily bars, the whole history the analysis
+    used): a PNG of WIDTH_PX x HEIGHT_PX pixels."""
+    with chart_figure(bars, analysis, alert_threshold=alert_threshold, days=days) as drawn:
+        fig = drawn.figure
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=DPI)
         width, height = (round(v) for v in fig.canvas.get_width_height())
         panels = {}
-        for name, ax in zip(PANELS, (price_ax, volume_ax, rsi_ax), strict=True):
+        for name, ax in drawn.axes.items():
             box = ax.get_window_extent()
             panels[name] = (
                 math.ceil(box.x0),
@@ -330,15 +361,14 @@ def render_chart(
                 math.floor(box.x1),
                 math.floor(height - box.y0),
             )
-    finally:
-        plt.close(fig)
+    series = drawn.series
     return Chart(
         symbol=series.symbol,
         png=compact_png(buffer.getvalue()),
         width=width,
         height=height,
         panels=panels,
-        title=title,
+        title=drawn.title,
         alert_days=tuple(series.dates[i] for i, _ in series.alert_days),
     )
 

@@ -667,9 +667,12 @@ def _end_of_turn(state: ChatState, outcome: Outcome, console: Console | None = N
     console): nothing, so stdout keeps exactly the answers."""
     if console is None:
         return
-    if outcome == "stopped":
-        console.print("[dim](stopped; this exchange was not saved)[/]")
-    console.print()
+    from stock_agent.ui.stream import ctrl_c_held
+
+    with ctrl_c_held():  # a second Ctrl-C now has nothing left to stop
+        if outcome == "stopped":
+            console.print("[dim](stopped; this exchange was not saved)[/]")
+        console.print()
 
 
 def _slash_completer(state: ChatState) -> Completer:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -33,59 +34,64 @@ def describe_tool_call(name: str, args: dict[str, Any]) -> str:
     return f"{name}({what})" if what else name
 
 
-class TerminalEcho:
-    """The terminal's echo of typed keys, turned off while a live display is drawn.
+@contextmanager
+def ctrl_c_held() -> Iterator[list[int]]:
+    """Within the block Ctrl-C is held back (the list gets one entry per Ctrl-C), so a frame the
+    main thread writes is never cut: a KeyboardInterrupt in the middle of rich's write leaves
+    its buffer full, and the next print writes the whole frame again (a stopped answer showed
+    twice). Outside the main thread, where no signal handler runs, it changes nothing."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
-    An echoed key (`^C` for Ctrl-C, or text typed ahead) moves the cursor under the live
-    display: its last redraw then starts one line too low and leaves a copy of the answer's first
-    lines above it. Nothing typed is lost: the next prompt reads it. Off a terminal (a pipe, a
-    captured stream, no termios) it changes nothing."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream
-        self._fd: int | None = None
-        self._saved: list[Any] | None = None
-
-    def off(self) -> None:
-        try:
-            import termios
-
-            fd = (self._stream or sys.stdin).fileno()
-            if not os.isatty(fd):
-                return
-            saved = termios.tcgetattr(fd)
-            quiet = list(saved)
-            quiet[3] = saved[3] & ~termios.ECHO  # the local modes; ISIG stays: Ctrl-C works
-            termios.tcsetattr(fd, termios.TCSANOW, quiet)  # not TCSAFLUSH: keep what was typed
-        except (ImportError, OSError, ValueError, AttributeError):
-            return
-        self._fd, self._saved = fd, saved
-
-    def restore(self) -> None:
-        fd, saved, self._fd, self._saved = self._fd, self._saved, None, None
-        if fd is not None and saved is not None:
-            import termios
-
-            with contextlib.suppress(OSError):
-                termios.tcsetattr(fd, termios.TCSANOW, saved)
-
-    @contextmanager
-    def on(self) -> Iterator[None]:
-        """Echo again meanwhile (to ask the user something in the middle of an answer)."""
-        if self._fd is None:
-            yield
-            return
+@contextmanager
+def _local_modes(*, set_: str = "", clear: str = "") -> Iterator[None]:
+    """Standard input's terminal with the local modes named in `set_` set and those in `clear`
+    cleared (termios names, e.g. "ECHO") within the block, then as it was. Off a terminal
+    (a pipe, a captured stream, no termios) it changes nothing."""
+    saved: list[Any] | None = None
+    try:
         import termios
 
-        quiet = termios.tcgetattr(self._fd)
-        echoing = list(quiet)
-        echoing[3] = quiet[3] | termios.ECHO
-        termios.tcsetattr(self._fd, termios.TCSANOW, echoing)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                termios.tcsetattr(self._fd, termios.TCSANOW, quiet)
+        fd = sys.stdin.fileno()
+        if os.isatty(fd):
+            saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError, AttributeError):
+        pass
+    if saved is None:
+        yield
+        return
+    changed = list(saved)
+    for name in set_.split():
+        changed[3] |= getattr(termios, name)
+    for name in clear.split():
+        changed[3] &= ~getattr(termios, name)
+    termios.tcsetattr(fd, termios.TCSANOW, changed)  # not TCSAFLUSH: keep what was typed
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def keys_not_echoed() -> contextlib.AbstractContextManager[None]:
+    """While a live display is drawn: typed keys are not echoed (an echoed `^C`, or text typed
+    ahead, moves the cursor under the display; its last redraw then starts a line too low and
+    leaves a copy of the answer's first lines above it). Nothing typed is lost: the next prompt
+    reads it. Ctrl-C still interrupts."""
+    return _local_modes(clear="ECHO")
+
+
+def keys_echoed() -> contextlib.AbstractContextManager[None]:
+    """Echo again meanwhile (to ask the user something in the middle of an answer)."""
+    return _local_modes(set_="ECHO")
 
 
 class StreamRenderer(BaseCallbackHandler):
@@ -107,7 +113,7 @@ class StreamRenderer(BaseCallbackHandler):
         self._held = ""  # the start of a control sequence still arriving
         self._live: Live | None = None
         self._spinner: Spinner | None = None
-        self._echo = TerminalEcho()
+        self._modes = contextlib.ExitStack()  # the terminal's modes while it is drawn
         self._lock = threading.Lock()
 
     # -- lifecycle
@@ -120,19 +126,26 @@ class StreamRenderer(BaseCallbackHandler):
             from rich.text import Text
 
             self._spinner = Spinner("dots", Text(THINKING, style="dim"), style="dim")
-            self._echo.off()
-            try:
-                self._live = Live(
-                    self._renderable(),
-                    console=self.console,
-                    refresh_per_second=12,
-                    transient=False,
-                )
-                self._live.__enter__()
-            except BaseException:
-                self._live = None
-                self._echo.restore()
-                raise
+            self._modes.enter_context(keys_not_echoed())
+            with ctrl_c_held() as held:
+                try:
+                    self._live = Live(
+                        self._renderable(),
+                        console=self.console,
+                        refresh_per_second=12,
+                        transient=False,
+                    )
+                    self._live.__enter__()
+                except BaseException:
+                    self._live = None
+                    self._modes.close()
+                    raise
+            if held:  # Ctrl-C while the first frame was drawn: now, to the handler in place
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except BaseException:
+                    self.__exit__(None, None, None)
+                    raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -143,11 +156,14 @@ class StreamRenderer(BaseCallbackHandler):
             self._write(strip_control(held))
         if self._live is not None:
             live, self._live = self._live, None
-            try:
-                live.update(self._renderable(), refresh=True)
-                live.__exit__(None, None, None)
-            finally:
-                self._echo.restore()
+            # The final frame is written whole; a Ctrl-C meanwhile is dropped: the answer is
+            # complete, or already stopped.
+            with ctrl_c_held():
+                try:
+                    live.update(self._renderable(), refresh=True)
+                    live.__exit__(None, None, None)
+                finally:
+                    self._modes.close()
         elif self.plain:
             if self.text and not self.text.endswith("\n"):
                 self.out.write("\n")
@@ -161,7 +177,7 @@ class StreamRenderer(BaseCallbackHandler):
         if live is not None:
             live.stop()
         try:
-            with self._echo.on():
+            with keys_echoed():
                 yield
         finally:
             if live is not None:
