@@ -173,11 +173,34 @@ def test_once_fires_once_then_not_then_again_on_a_new_bar(
     assert watch(env, "--once", "--json").returncode == 0
 
 
-def test_two_watchers_in_parallel_fire_once_in_total(env: dict[str, str]) -> None:
+# `stock-agent watch ARGS` with the offline provider's reads logged (one line per read: process
+# id and symbol) to the file given first, so a test counts the fetches of all processes.
+COUNTED_WATCH = """\
+import os, sys
+from stock_agent.providers.offline import CsvProvider
+
+log = sys.argv.pop(1)
+read = CsvProvider.history
+
+def history(self, symbol, *args, **kwargs):
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()} {symbol}\\n")
+    return read(self, symbol, *args, **kwargs)
+
+CsvProvider.history = history
+from stock_agent.cli import main
+main()
+"""
+
+
+def test_two_watchers_in_parallel_fire_once_in_total(
+    env: dict[str, str], app_settings: Settings, tmp_path: Path
+) -> None:
     watching(env)
+    reads = tmp_path / "reads.txt"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "stock_agent", "watch", "--once", "--json"],
+            [sys.executable, "-c", COUNTED_WATCH, str(reads), "watch", "--once", "--json"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -191,6 +214,17 @@ def test_two_watchers_in_parallel_fire_once_in_total(env: dict[str, str]) -> Non
     assert [a["symbol"] for a in fired] == ["DROP"], outcomes
     assert sorted(code for code, _, _ in outcomes) == [0, 0, 1], outcomes
     assert all(err == "" for _, _, err in outcomes), outcomes
+    # One fetch per symbol in all, however many watchers: each file was read once (the
+    # benchmark SPY too), by whichever process got there first.
+    fetched = sorted(line.split()[1] for line in reads.read_text().splitlines())
+    assert fetched == ["CALM", "DROP", "SPY"], reads.read_text()
+    # The cache stats agree: every watcher looked up both analyses, and only the analyses that
+    # were computed read the benchmark (one lookup each): two computations, not six. (A watcher
+    # that waited for another's fetch counts as a miss, so `misses` alone cannot show it.)
+    with App(app_settings) as app:
+        stats = app.cache.stats()
+    assert stats["analysis"]["lookups"] == 3 * 2, stats
+    assert stats["history"]["lookups"] == 2, stats
 
 
 def test_a_symbol_threshold_wins_over_the_global_one(env: dict[str, str]) -> None:
