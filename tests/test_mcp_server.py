@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +25,41 @@ from mcp.types import CallToolResult
 from stock_agent.app import App
 from stock_agent.config import Settings
 from stock_agent.errors import InvalidInput
+from stock_agent.providers.yahoo import YFinanceProvider
 from stock_agent.ui.mcp_server import is_loopback, model_schema, parse_http
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
+from tests.yahoo_facts import FakeYahooWithFacts
+from tests.yahoo_http import fresh_yfinance
 
 MARKET_TOOLS = {"quote", "analyze", "compare", "fundamentals", "news"}
 WRITE_TOOLS = {"update_profile", "set_symbol_alert", "clear_symbol_alert"}
 GUARD = 60  # seconds: a deadlock guard, never a timing assertion
 
 
+# `python -c ... CACHE_DIR ARGS`: `stock-agent ARGS` whose Yahoo provider asks the fake Yahoo of
+# tests/yahoo_facts.py (the real yfinance and provider over Yahoo-shaped answers; no network).
+YAHOO_LAUNCHER = (
+    "-c",
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from tests.yahoo_facts import use_fake_yahoo\n"
+    "use_fake_yahoo(Path(sys.argv.pop(1)))\n"
+    "from stock_agent.cli import main\n"
+    "main()\n",
+)
+
+
 @contextlib.asynccontextmanager
-async def connect(env: dict[str, str], errlog: Path, *args: str) -> AsyncIterator[ClientSession]:
+async def connect(
+    env: dict[str, str],
+    errlog: Path,
+    *args: str,
+    launcher: Sequence[str] = ("-m", "stock_agent"),
+) -> AsyncIterator[ClientSession]:
     """A client session with a fresh `stock-agent mcp ARGS` server process."""
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "stock_agent", "mcp", *args],
+        args=[*launcher, "mcp", *args],
         env=env,
         cwd=str(Path(env["STOCK_AGENT_HOME"]).parent),
     )
@@ -167,9 +189,16 @@ def test_second_call_and_second_server_hit_the_shared_cache(
     assert (after_other["lookups"], after_other["hits"], after_other["misses"]) == (3, 2, 1)
     assert other.structured_content == cold.structured_content
 
-    # the structured content is exactly what the Python API gives (the `analyze --json` item)
+    # the structured content is exactly what the Python API gives (the `analyze --json` item),
+    # and the terminal's call is a hit too: the terminal and both servers shared one fetch
     with App(settings) as app:
         expected = [a.to_dict() for a in app.analyze(["AAPL"], user_id="alice")]
+    after_terminal = analysis_stats(settings)
+    assert (after_terminal["lookups"], after_terminal["hits"], after_terminal["misses"]) == (
+        4,
+        3,
+        1,
+    )
     assert cold.structured_content["analyses"] == json.loads(json.dumps(expected))
     assert cold.structured_content["errors"] == []
     assert text_of(cold).startswith("AAPL ") and "RSI(14)" in text_of(cold)
@@ -197,8 +226,10 @@ def test_analyze_is_personalised_for_the_server_user(
     assert [a["kind"] for a in analysis["alerts"]] == ["drop"]
     assert tsla.structured_content["user_id"] == "alice"
     assert tsla.structured_content["errors"][0]["symbol"] == "NOPE"
-    assert "ALERT: TSLA moved" in text_of(tsla)
-    assert "NOPE: error: unknown symbol NOPE" in text_of(tsla)
+    # one line per symbol: the analysis (with its alert), then the failure
+    analysed, failure = text_of(tsla).splitlines()
+    assert analysed.startswith("TSLA ") and "; ALERT: TSLA moved" in analysed
+    assert failure.startswith("NOPE: error: unknown symbol NOPE")
 
     async def as_bob() -> CallToolResult:
         async with connect(cli_env, errlog, "--user", "bob") as session:
@@ -207,6 +238,119 @@ def test_analyze_is_personalised_for_the_server_user(
     bob = run(as_bob)
     assert bob.structured_content["user_id"] == "bob"
     assert bob.structured_content["analyses"][0]["alerts"] == []  # bob has no threshold
+
+
+# --------------------------------------------------------------------------- facts and news
+
+
+@pytest.fixture
+def yahoo_env(cli_env: dict[str, str]) -> dict[str, str]:
+    """`cli_env` without the offline data (so the Yahoo provider is chosen), with the tests
+    importable by the server process."""
+    env = {k: v for k, v in cli_env.items() if k != "STOCK_AGENT_DATA_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def test_fundamentals_and_news_succeed_from_yahoo(
+    yahoo_env: dict[str, str], settings: Settings, errlog: Path, tmp_path: Path
+) -> None:
+    launcher = (*YAHOO_LAUNCHER, str(tmp_path / "yfinance-server"))
+
+    async def main() -> tuple[dict[str, Any], list[CallToolResult]]:
+        async with connect(yahoo_env, errlog, launcher=launcher) as session:
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            return tools, [
+                await session.call_tool("fundamentals", {"symbol": "aapl"}),
+                await session.call_tool("news", {"symbol": "AAPL", "limit": 2}),
+                await session.call_tool("news", {"symbol": "TSLA"}),
+                await session.call_tool("news", {"symbol": "AAPL", "limit": 10}),
+            ]
+
+    tools, (facts, news, quiet, every) = run(main)
+    for result in (facts, news, quiet, every):
+        assert not result.is_error, text_of(result)
+
+    # the documented fields (the output schema's), filled from what Yahoo sent
+    f = facts.structured_content
+    assert set(f) == set(tools["fundamentals"].output_schema["properties"])
+    assert f == {
+        "symbol": "AAPL",
+        "name": "Apple Inc.",
+        "sector": "Technology",
+        "industry": "Consumer Electronics",
+        "currency": "USD",
+        "exchange": "NMS",
+        "quote_type": "EQUITY",
+        "market_cap": 3.412e12,
+        "trailing_pe": 34.27,
+        "forward_pe": 28.96,
+        "price_to_book": 52.1,
+        "dividend_yield": 0.0044,  # Yahoo's 0.44 (percent) as a fraction
+        "eps": 6.59,
+        "forward_eps": 7.8,
+        "revenue": 3.91035e11,
+        "profit_margin": 0.2397,
+        "beta": 1.24,
+        "fifty_two_week_high": 260.1,
+        "fifty_two_week_low": 164.08,
+        "source": "yfinance",
+        "stale": False,
+        "fetched_at": f["fetched_at"],
+    }
+    assert f["fetched_at"].endswith("+00:00")
+    assert text_of(facts) == (
+        "Apple Inc. (AAPL), Technology: market cap 3.41T, P/E 34.3, dividend yield +0.44%"
+    )
+    n = news.structured_content
+    assert set(n) == set(tools["news"].output_schema["properties"])
+    assert n["symbol"] == "AAPL" and n["stale"] is False
+    assert n["items"] == [  # newest first, at most the limit, the advert left out
+        {
+            "title": "Apple unveils a thing",
+            "publisher": "Reuters",
+            "published": "2026-11-20T14:30:00+00:00",
+            "link": "https://finance.yahoo.com/news/apple-thing.html",
+        },
+        {
+            "title": "Markets wrap",
+            "publisher": "Yahoo Finance Video",
+            "published": "2026-11-19T21:00:00+00:00",
+            "link": "https://finance.yahoo.com/video/markets-wrap.html",
+        },
+    ]
+    assert text_of(news).splitlines() == [
+        "2 headlines for AAPL, newest first:",
+        "- Apple unveils a thing (Reuters, 2026-11-20)",
+        "- Markets wrap (Yahoo Finance Video, 2026-11-19)",
+    ]
+    assert quiet.structured_content["items"] == []
+    assert text_of(quiet) == "no recent headlines for TSLA"
+    # a headline's own line break is data: it cannot start a line of the summary
+    assert every.structured_content["items"][2]["title"] == (
+        "Apple suppliers\nramp up\tahead of the holidays"
+    )
+    assert text_of(every).splitlines()[1:] == [
+        "- Apple unveils a thing (Reuters, 2026-11-20)",
+        "- Markets wrap (Yahoo Finance Video, 2026-11-19)",
+        "- Apple suppliers ramp up ahead of the holidays (Bloomberg, 2026-11-18)",
+    ]
+
+    # exactly the models' to_dict(), as the Python API gives them: from the shared cache (a
+    # hit each; the test's own fake Yahoo is never asked)
+    fresh_yfinance(tmp_path / "yfinance-test")
+    yahoo = FakeYahooWithFacts()
+    provider = YFinanceProvider(session=yahoo)
+    with App(settings.with_overrides(data_dir=None), provider=provider) as app:
+        expected_facts = app.market.fundamentals("AAPL").to_dict()
+        expected_news = app.market.news("AAPL", 2).to_dict()
+        stats = app.cache.stats()
+    assert f == json.loads(json.dumps(expected_facts))
+    assert n == json.loads(json.dumps(expected_news))
+    assert yahoo.requests == []
+    counts = {k: (v["lookups"], v["hits"]) for k, v in stats.items()}
+    assert counts["fundamentals"] == (2, 1) and counts["news"] == (4, 1), stats
+    no_traceback(errlog)
 
 
 # --------------------------------------------------------------------------- errors
@@ -280,7 +424,9 @@ def test_profile_is_a_resource_and_a_tool_for_the_server_user_only(
     assert data["preferred_symbols"] == ["TSLA", "AAPL"]
     assert data["symbol_alerts"] == [{"symbol": "NVDA", "threshold": -0.03}]
     assert tool.structured_content == data
-    assert "NVDA -3.00%" in text_of(tool)
+    lines = text_of(tool).splitlines()  # the profile as `profile show` prints it, line by line
+    assert lines[0] == "Profile of alice" and lines[-1] == "  symbol alerts      NVDA -3.00%"
+    assert any(line.startswith("  preferred_symbols  TSLA, AAPL") for line in lines), lines
     assert other is not None  # bob's profile is not served
     assert "MSFT" not in repr(other)
     assert write.is_error  # no such tool without --allow-profile-writes

@@ -234,11 +234,13 @@ def compare_schema() -> dict[str, Any]:
 # -- results ------------------------------------------------------------------------------------------
 
 
-def ok(structured: dict[str, Any], text: str) -> CallToolResult:
-    """A tool's answer: the structured data and a short text summary of it."""
+def ok(structured: dict[str, Any], *lines: str) -> CallToolResult:
+    """A tool's answer: the structured data and a short text summary of it, `lines` one to a
+    line (a line break or control character inside one, e.g. from a headline, cannot start
+    another)."""
+    text = "\n".join(strip_control_line(line) for line in lines)
     return CallToolResult(
-        content=[TextContent(type="text", text=strip_control_line(text))],
-        structured_content=structured,
+        content=[TextContent(type="text", text=text)], structured_content=structured
     )
 
 
@@ -309,25 +311,26 @@ def _big(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def news_summary(n: News) -> str:
+def news_summary(n: News) -> list[str]:
     if not n.items:
-        return f"no recent headlines for {n.symbol}"
+        return [f"no recent headlines for {n.symbol}"]
     lines = [f"{len(n.items)} headlines for {n.symbol}, newest first:"]
     for item in n.items:
         meta = ", ".join(x for x in (item.publisher, (item.published or "")[:10]) if x)
         lines.append(f"- {item.title}" + (f" ({meta})" if meta else ""))
-    return "\n".join(strip_control_line(line) for line in lines)
+    return lines
 
 
-def profile_summary(user_id: str, profile: Profile) -> str:
+def profile_summary(user_id: str, profile: Profile) -> list[str]:
     from stock_agent.ui.text import format_profile
 
-    text = format_profile(user_id, profile)
+    lines = format_profile(user_id, profile).splitlines()
     if profile.symbol_alerts:
-        text += "\n  symbol alerts      " + ", ".join(
-            f"{a.symbol} {a.threshold * 100:+.2f}%" for a in profile.symbol_alerts
+        lines.append(
+            "  symbol alerts      "
+            + ", ".join(f"{a.symbol} {a.threshold * 100:+.2f}%" for a in profile.symbol_alerts)
         )
-    return text
+    return lines
 
 
 # -- the server -----------------------------------------------------------------------------------------
@@ -405,7 +408,7 @@ class StockTools:
             "analyses": [a.to_dict() for a in batch.analyses],
             "errors": errors,
         }
-        return ok(structured, "\n".join(lines))
+        return ok(structured, *lines)
 
     def compare(self, symbols: CompareSymbols, rank_by: RankBy = "return_3m") -> CallToolResult:
         """Rank 2 to 10 symbols by one criterion, best first (not personalised)."""
@@ -434,7 +437,7 @@ class StockTools:
             "unranked": [a.to_dict() for a in result.unranked],
             "errors": errors,
         }
-        return ok(structured, "\n".join(text))
+        return ok(structured, *text)
 
     def fundamentals(self, symbol: Symbol) -> CallToolResult:
         """Company facts and valuation of one symbol: market cap and revenue in its currency,
@@ -450,7 +453,7 @@ class StockTools:
                 f"limit must be from 1 to {MAX_NEWS_PER_TOOL_CALL}, got {limit!r}", fix="e.g. 5"
             )
         n = self.app.market.news(symbol, limit)
-        return ok(n.to_dict(), news_summary(n))
+        return ok(n.to_dict(), *news_summary(n))
 
     # -- the profile -------------------------------------------------------------------------------
 
@@ -464,7 +467,7 @@ class StockTools:
         profile = self.app.profiles.get(self.user_id)
         return ok(
             {"user_id": self.user_id, **profile.to_dict()},
-            profile_summary(self.user_id, profile),
+            *profile_summary(self.user_id, profile),
         )
 
     def update_profile(
@@ -491,7 +494,7 @@ class StockTools:
         profile = self.app.profile_service.update(self.user_id, change)
         return ok(
             {"user_id": self.user_id, **profile.to_dict()},
-            profile_summary(self.user_id, profile),
+            *profile_summary(self.user_id, profile),
         )
 
     def set_symbol_alert(self, symbol: Symbol, threshold: SymbolThreshold) -> CallToolResult:
@@ -500,7 +503,7 @@ class StockTools:
         profile = self.app.profiles.set_symbol_alert(self.user_id, symbol, threshold)
         return ok(
             {"user_id": self.user_id, **profile.to_dict()},
-            profile_summary(self.user_id, profile),
+            *profile_summary(self.user_id, profile),
         )
 
     def clear_symbol_alert(self, symbol: Symbol) -> CallToolResult:
@@ -509,7 +512,7 @@ class StockTools:
         profile = self.app.profiles.get(self.user_id)
         return ok(
             {"user_id": self.user_id, **profile.to_dict()},
-            profile_summary(self.user_id, profile),
+            *profile_summary(self.user_id, profile),
         )
 
 
