@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from stock_agent.agent.agent import ChatAgent
     from stock_agent.agent.context import ConfirmChange
     from stock_agent.app import App
+    from stock_agent.services.market import FetchEvent
     from stock_agent.services.profiles import ProfileUpdate
     from stock_agent.ui.stream import StreamRenderer
 
@@ -90,6 +91,8 @@ class ChatState:
     unanswered: int = 0  # messages the store kept from being answered (a piped chat exits 3)
     model: str = ""  # the model of the next turn ("": the settings'); /model changes it
     last_sent: str | None = None  # the last message sent in this chat (/retry sends it again)
+    # what the last turn used (tools, tokens, cost), for the end-of-turn line
+    last_usage: str | None = None
 
     def __post_init__(self) -> None:
         self.model = self.model or self.app.settings.model
@@ -445,22 +448,33 @@ def complete_slash(state: ChatState, before_cursor: str) -> tuple[str, list[str]
 def ask(agent: ChatAgent, state: ChatState, text: str, renderer: StreamRenderer) -> str:
     """One turn; the answer is shown even when its save fails (`TurnNotSaved` is raised after)."""
     from stock_agent.store.turns import TurnNotSaved
+    from stock_agent.ui.turn_usage import TurnUsageCollector
 
     revive_store(state)
+    used = TurnUsageCollector()
+    state.last_usage = None
+
+    def on_fetch(event: FetchEvent) -> None:
+        renderer.on_fetch(event)
+        used.on_fetch(event)
+
     try:
         with renderer:
             answer = agent.ask(
                 text,
                 user_id=state.user_id,
                 session_id=state.session_id,
-                callbacks=[renderer],
-                on_fetch=renderer.on_fetch,
+                callbacks=[renderer, used],
+                on_fetch=on_fetch,
                 confirm=state.confirm,
+                on_usage=used.on_usage,
             )
     except TurnNotSaved as exc:
         if not renderer.text.strip() and exc.answer:
             state.say(exc.answer)
         raise
+    finally:
+        state.last_usage = used.line()
     state.store_down = False
     if not renderer.text.strip() and answer:
         state.say(answer)
@@ -662,8 +676,9 @@ def _interactive_turn(
 
 
 def _end_of_turn(state: ChatState, outcome: Outcome, console: Console | None = None) -> None:
-    """What follows every turn, in one place (a per-turn usage line belongs here). In a terminal:
-    the notice of a stopped answer, then a blank line before the next prompt. On a pipe (no
+    """What follows every turn, in one place. In a terminal: the dim line of what an answered
+    turn used (tools, tokens, cost), or the notice of a stopped answer, then a blank line
+    before the next prompt. On a pipe (no
     console): nothing, so stdout keeps exactly the answers."""
     if console is None:
         return
@@ -672,6 +687,8 @@ def _end_of_turn(state: ChatState, outcome: Outcome, console: Console | None = N
     with ctrl_c_held():  # a second Ctrl-C now has nothing left to stop
         if outcome == "stopped":
             console.print("[dim](stopped; this exchange was not saved)[/]")
+        elif state.last_usage:
+            _print_line(console, state.last_usage, "dim")
         console.print()
 
 
