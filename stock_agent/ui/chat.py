@@ -15,9 +15,11 @@ unsaved at the end goes to the journal, and a piped chat then exits with `ExitSt
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TextIO, TypeVar
@@ -36,7 +38,7 @@ from stock_agent.ui.progress import stop_fetches_on_ctrl_c
 from stock_agent.ui.text import plural
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from types import FrameType
 
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
     from prompt_toolkit.document import Document
@@ -188,6 +190,36 @@ class InBackground(Generic[T]):
             raise self._error
         assert self._value is not None
         return self._value
+
+
+@contextmanager
+def ctrl_c_stops_fetches() -> Iterator[None]:
+    """`stop_fetches_on_ctrl_c` (one Ctrl-C also stops a running fetch), with its handler never
+    run inside itself: a Ctrl-C that comes while the last one is being handled is dropped. The
+    handler sets a `threading.Event`, whose lock is not reentrant, so a nested call waited for
+    itself forever: two quick Ctrl-Cs froze the chat."""
+    with stop_fetches_on_ctrl_c():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        inner = signal.getsignal(signal.SIGINT)
+        busy = False
+
+        def one_at_a_time(signum: int, frame: FrameType | None) -> None:
+            nonlocal busy
+            if busy or not callable(inner):
+                return
+            busy = True
+            try:
+                inner(signum, frame)
+            finally:
+                busy = False
+
+        signal.signal(signal.SIGINT, one_at_a_time)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, inner)
 
 
 def terminal_confirm(renderer: StreamRenderer, console: Console) -> ConfirmChange:
@@ -539,7 +571,7 @@ def _piped_lines(state: ChatState) -> None:
                     continue
                 line = step.text
             state.last_sent = line
-            with stop_fetches_on_ctrl_c():  # one Ctrl-C also stops a running fetch
+            with ctrl_c_stops_fetches():
                 ask(agent_for(state.app, state.model), state, line, renderer)
             _end_of_turn(state, "answered")
         except CommandError as exc:
@@ -658,7 +690,7 @@ def _interactive_turn(
         renderer = stack.result(console)
         agent = agent_for(state.app, state.model)  # after /model: built now, at its first message
         state.confirm = terminal_confirm(renderer, console)
-        with stop_fetches_on_ctrl_c():  # one Ctrl-C also stops a running fetch
+        with ctrl_c_stops_fetches():
             ask(agent, state, text, renderer)
         outcome = "answered"
     except KeyboardInterrupt:
