@@ -505,7 +505,7 @@ def test_redis_unreachable(cli_env: dict[str, str], args: list[str]) -> None:
         (
             ["profile", "set", "colour", "red"],
             "error: Invalid value for 'FIELD': 'colour' is not one of 'preferred_symbols', "
-            "'alert_threshold', 'portfolio_size', 'currency', 'notes'. (see `stock-agent profile set --help`)",
+            "'alert_threshold', 'portfolio_size', 'notes', 'currency'. (see `stock-agent profile set --help`)",
         ),
         (
             ["analyze", "AAPL", "--bogus"],
